@@ -1,0 +1,116 @@
+//! Running external commands with the command line echoed, and errors that name it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The command as a user would type it, for logs and error messages.
+pub fn display(cmd: &Command) -> String {
+    let mut line = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        let _ = write!(line, " {}", arg.to_string_lossy());
+    }
+    line
+}
+
+/// Runs `cmd` with inherited stdio; a non-zero exit becomes an error naming the command.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let line = display(cmd);
+    println!("$ {line}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs `cmd` quietly and returns its stdout, or `None` if it could not start or failed: used
+/// for probes such as `tool --version`, where absence is an answer, not an error.
+pub fn probe(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Where `cargo install` puts binaries, so a freshly installed tool is found even when that
+/// directory is not on PATH.
+pub fn cargo_bin(tool: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"));
+    let installed = home.join("bin").join(tool);
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from(tool)
+    }
+}
+
+/// Workspace facts read from `cargo metadata`.
+#[derive(Debug)]
+pub struct Workspace {
+    pub target_dir: PathBuf,
+    /// Crates that declare `[package.metadata.tributary] wasm32 = true`: built for the browser.
+    pub wasm_crates: Vec<String>,
+}
+
+impl Workspace {
+    pub fn read(root: &Path) -> Result<Self> {
+        let mut cmd = cargo();
+        cmd.current_dir(root)
+            .args(["metadata", "--no-deps", "--format-version", "1"]);
+        let out = cmd.output().context("could not run `cargo metadata`")?;
+        if !out.status.success() {
+            bail!(
+                "`cargo metadata` failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let meta: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("`cargo metadata` printed bad JSON")?;
+        let target_dir = meta["target_directory"]
+            .as_str()
+            .context("`cargo metadata` has no target_directory")?
+            .into();
+        let wasm_crates = meta["packages"]
+            .as_array()
+            .context("`cargo metadata` has no packages")?
+            .iter()
+            .filter(|p| p["metadata"]["tributary"]["wasm32"].as_bool() == Some(true))
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect();
+        Ok(Self {
+            target_dir,
+            wasm_crates,
+        })
+    }
+}
+
+/// The version of `package` that Cargo.lock pins (the first one, if several).
+pub fn locked_version(root: &Path, package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let wanted = format!("name = \"{package}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == wanted {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+            {
+                return Ok(version.to_owned());
+            }
+        }
+    }
+    bail!("Cargo.lock has no package `{package}`")
+}

@@ -1,0 +1,68 @@
+//! `cargo xtask`: everything that is not a plain `cargo` command — installing what the tests
+//! need on a fresh machine, running every suite on every target, and the demo.
+
+mod cmd;
+mod demo;
+mod setup;
+mod smoke;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Tributary's set-up, test and demo commands"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what is missing (rustup target, Debian and npm packages, pinned cargo tools).
+    Setup,
+    /// `setup`, then every test suite; ends with one `N passed, N failed` line.
+    Test,
+    /// `setup`, build, and run the project's main job.
+    Demo {
+        /// Port for the local server.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Run the job once in headless Chromium and exit instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // clap exits with status 2 and the usage text on an unknown subcommand.
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Command::Setup => setup::run(&root),
+        Command::Test => test::run(&root),
+        Command::Demo { port, once } => demo::run(&root, port, once),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root: xtask lives in `crates/xtask`, whatever directory cargo was run from.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .expect("crates/xtask sits two levels below the root")
+        .to_path_buf()
+}

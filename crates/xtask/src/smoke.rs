@@ -1,0 +1,44 @@
+//! The browser smoke page: the WGSL kernels compiled to wasm32 and bound with wasm-bindgen, served
+//! beside `playwright/smoke/`. Shared by the browser suite and the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::cmd::{self, Workspace};
+
+const CRATE: &str = "tributary-sgmv-wasm";
+
+/// Builds the page's wasm package and returns the folder the page loads `pkg/` from.
+pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        CRATE,
+    ]))?;
+    let wasm = ws
+        .target_dir
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", CRATE.replace('-', "_")));
+    let pkg = ws.target_dir.join("smoke-page/pkg");
+    cmd::run(
+        Command::new(cmd::cargo_bin("wasm-bindgen"))
+            .args(["--target", "web", "--out-dir"])
+            .arg(&pkg)
+            .arg(&wasm),
+    )
+    .context("binding the smoke page's wasm")?;
+    Ok(pkg)
+}
+
+/// Node with the environment the Playwright scripts read: where the page's `pkg/` is.
+pub fn node(root: &Path, pkg: &Path) -> Command {
+    let mut node = Command::new("node");
+    node.current_dir(root.join("playwright"))
+        .env("TRIBUTARY_SMOKE_PKG", pkg);
+    node
+}

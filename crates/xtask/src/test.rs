@@ -1,0 +1,171 @@
+//! `cargo xtask test`: every suite, each under its own header, then one summary line.
+//!
+//! A failing suite does not stop the others, so one run reports everything that is broken.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::{self, Workspace};
+use crate::{setup, smoke};
+
+type Suite = fn(&Path, &Workspace) -> Result<()>;
+
+const SUITES: &[(&str, Suite)] = &[
+    ("format (cargo fmt --check)", format),
+    ("lint (cargo clippy, native)", clippy),
+    ("native tests (cargo test --workspace)", native),
+    ("GPU tests on Mesa lavapipe (Vulkan on the CPU)", lavapipe),
+    ("wasm32 build and lint of the browser/edge crates", wasm32),
+    (
+        "browser tests (Playwright, headless Chromium, WebGPU)",
+        browser,
+    ),
+];
+
+pub fn run(root: &Path) -> Result<ExitCode> {
+    setup::install(root)?;
+    let ws = Workspace::read(root)?;
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for (index, (name, suite)) in SUITES.iter().enumerate() {
+        println!("\n== suite {}/{}: {name} ==", index + 1, SUITES.len());
+        let t = Instant::now();
+        let outcome = suite(root, &ws);
+        let secs = t.elapsed().as_secs_f64();
+        match outcome {
+            Ok(()) => println!("-- {name}: passed in {secs:.0} s"),
+            Err(err) => {
+                println!("-- {name}: FAILED in {secs:.0} s: {err:#}");
+                failed.push(*name);
+            }
+        }
+    }
+    println!(
+        "\nall suites took {:.0} s; failed: {}",
+        started.elapsed().as_secs_f64(),
+        if failed.is_empty() {
+            "none".to_owned()
+        } else {
+            failed.join("; ")
+        }
+    );
+    println!(
+        "{} passed, {} failed",
+        SUITES.len() - failed.len(),
+        failed.len()
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn format(root: &Path, _: &Workspace) -> Result<()> {
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .args(["fmt", "--all", "--check"]),
+    )
+}
+
+fn clippy(root: &Path, _: &Workspace) -> Result<()> {
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn native(root: &Path, _: &Workspace) -> Result<()> {
+    cmd::run(cmd::cargo().current_dir(root).args(["test", "--workspace"]))
+}
+
+/// The GPU tests with the Vulkan loader pointed at lavapipe alone, so they run on the same
+/// software device here, in CI and on a developer machine that also has a real GPU.
+fn lavapipe(root: &Path, _: &Workspace) -> Result<()> {
+    let icd_dir = Path::new("/usr/share/vulkan/icd.d");
+    let icd = std::fs::read_dir(icd_dir)
+        .with_context(|| format!("reading {}", icd_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lvp_icd"))
+        });
+    let Some(icd) = icd else {
+        bail!(
+            "no lavapipe ICD (lvp_icd*.json) in {}: is mesa-vulkan-drivers installed?",
+            icd_dir.display()
+        );
+    };
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .env("VK_ICD_FILENAMES", &icd)
+            .env("WGPU_BACKEND", "vulkan")
+            .args([
+                "test",
+                "-p",
+                "tributary-sgmv",
+                "--features",
+                "gpu-tests",
+                "--test",
+                "gpu",
+                "--",
+                "--nocapture",
+            ]),
+    )
+}
+
+fn wasm32(root: &Path, ws: &Workspace) -> Result<()> {
+    if ws.wasm_crates.is_empty() {
+        bail!("no crate declares [package.metadata.tributary] wasm32 = true");
+    }
+    let packages: Vec<String> = ws
+        .wasm_crates
+        .iter()
+        .flat_map(|c| ["-p".to_owned(), c.clone()])
+        .collect();
+    let target = ["--target", "wasm32-unknown-unknown"];
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .arg("clippy")
+            .args(target)
+            .args(&packages)
+            .args(["--", "-D", "warnings"]),
+    )?;
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .args(["build", "--release"])
+            .args(target)
+            .args(&packages),
+    )
+}
+
+fn browser(root: &Path, ws: &Workspace) -> Result<()> {
+    let pkg = smoke::build(root, ws)?;
+    let tests: Vec<String> = std::fs::read_dir(root.join("playwright/tests"))
+        .context("reading playwright/tests")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".test.mjs"))
+        .map(|n| format!("tests/{n}"))
+        .collect();
+    if tests.is_empty() {
+        bail!("no playwright/tests/*.test.mjs");
+    }
+    cmd::run(
+        smoke::node(root, &pkg)
+            .args(["--test", "--test-reporter=spec"])
+            .args(&tests),
+    )
+}
