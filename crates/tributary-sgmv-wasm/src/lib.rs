@@ -58,6 +58,14 @@ impl Gpu {
     }
 }
 
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.adapter())
+            .finish()
+    }
+}
+
 /// The CPU reference of `matvec`, the same Rust the native tests compare against.
 #[wasm_bindgen(js_name = matvecReference)]
 pub fn matvec_reference(

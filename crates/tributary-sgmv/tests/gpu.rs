@@ -46,14 +46,16 @@ fn same_inputs_give_identical_bits() {
 #[test]
 fn device_is_opened_with_the_adapters_real_limits() {
     let ctx = context();
-    let downlevel = wgpu::Limits::downlevel_defaults();
-    // lavapipe (and any desktop GPU) allows more than the downlevel defaults; seeing them here
-    // means the device did not silently fall back to wgpu's conservative limits.
-    assert!(
-        ctx.limits.max_storage_buffer_binding_size > downlevel.max_storage_buffer_binding_size,
-        "{:?}",
-        ctx.limits
-    );
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
+    let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
+        &instance, None,
+    ))
+    .unwrap();
+    assert_eq!(adapter.get_info().name, ctx.info.name);
+    assert_eq!(ctx.limits, adapter.limits());
+    // And they are not wgpu's conservative defaults, which cap e.g. buffers at 256 MiB.
+    assert!(ctx.limits.max_buffer_size > wgpu::Limits::default().max_buffer_size);
 }
 
 #[test]

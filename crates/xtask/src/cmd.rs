@@ -102,14 +102,13 @@ pub fn locked_version(root: &Path, package: &str) -> Result<String> {
     let wanted = format!("name = \"{package}\"");
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == wanted {
-            if let Some(version) = lines
+        if line.trim() == wanted
+            && let Some(version) = lines
                 .next()
                 .and_then(|l| l.trim().strip_prefix("version = \""))
                 .and_then(|v| v.strip_suffix('"'))
-            {
-                return Ok(version.to_owned());
-            }
+        {
+            return Ok(version.to_owned());
         }
     }
     bail!("Cargo.lock has no package `{package}`")
