@@ -1,0 +1,24 @@
+//! One model implementation for every target: a Llama-family transformer (Llama, Qwen2) with PEFT
+//! LoRA adapters, written once over burn's `Backend` so the same code runs on `NdArray` (CPU and
+//! edge wasm), `Wgpu` (Vulkan, WebGPU in a tab), `Cuda`, and under `Autodiff` for fine-tuning.
+//!
+//! Inputs are Hugging Face's own formats — `config.json`, safetensors (single or sharded),
+//! `tokenizer.json`, PEFT adapter folders — and every problem with them is a [`ModelError`]
+//! naming the file and field or tensor at fault.
+
+mod config;
+mod error;
+mod generate;
+mod lora;
+mod model;
+mod rope;
+mod tokenizer;
+mod weights;
+
+pub use config::{Architecture, Llama3Scaling, ModelConfig};
+pub use error::ModelError;
+pub use generate::{Generation, Sampler, SamplingParams, generate};
+pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target};
+pub use model::{Adapter, KvCache, Model};
+pub use tokenizer::Tokenizer;
+pub use weights::WeightFiles;

@@ -1,0 +1,388 @@
+//! The Llama-family decoder (Llama, Qwen2) on any burn backend, with LoRA adapters applied
+//! unmerged, so one set of base weights serves any number of adapters.
+
+use std::path::Path;
+
+use burn::tensor::{Int, Tensor, TensorData, activation, backend::Backend};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::lora::{AdapterWeights, Target};
+use crate::rope::Rope;
+use crate::weights::WeightFiles;
+
+/// y = x·Wᵀ + b, with Wᵀ stored so the forward pass is a plain matmul.
+#[derive(Debug, Clone)]
+struct Linear<B: Backend> {
+    weight_t: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Linear<B> {
+    fn load(
+        weights: &WeightFiles,
+        name: &str,
+        (fan_in, fan_out): (usize, usize),
+        bias: bool,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let w = weights.f32(&format!("{name}.weight"), &[fan_out, fan_in])?;
+        let weight_t = tensor2::<B>(w, [fan_out, fan_in], device).transpose();
+        let bias = if bias {
+            let b = weights.f32(&format!("{name}.bias"), &[fan_out])?;
+            Some(Tensor::from_data(TensorData::new(b, [fan_out]), device))
+        } else {
+            None
+        };
+        Ok(Self { weight_t, bias })
+    }
+
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let y = x.matmul(self.weight_t.clone());
+        match &self.bias {
+            Some(b) => y + b.clone().unsqueeze(),
+            None => y,
+        }
+    }
+}
+
+/// One LoRA pair on the device: Aᵀ [in, r] and Bᵀ [r, out], with PEFT's scale folded into Bᵀ.
+#[derive(Debug, Clone)]
+struct LoraDelta<B: Backend> {
+    a_t: Tensor<B, 2>,
+    b_t_scaled: Tensor<B, 2>,
+}
+
+impl<B: Backend> LoraDelta<B> {
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        x.matmul(self.a_t.clone()).matmul(self.b_t_scaled.clone())
+    }
+
+    /// The dense update s·(B·A)ᵀ = Aᵀ·(s·Bᵀ), for merging into Wᵀ.
+    fn dense_t(&self) -> Tensor<B, 2> {
+        self.a_t.clone().matmul(self.b_t_scaled.clone())
+    }
+}
+
+/// An adapter resident on a device, ready to pass to [`Model::forward`].
+#[derive(Debug, Clone)]
+pub struct Adapter<B: Backend> {
+    pub name: String,
+    pub rank: usize,
+    /// `[layer][target index in Target::ALL]`.
+    deltas: Vec<[Option<LoraDelta<B>>; 7]>,
+}
+
+impl<B: Backend> Adapter<B> {
+    /// Uploads validated adapter weights (see [`AdapterWeights`]) to `device`.
+    pub fn new(weights: &AdapterWeights, config: &ModelConfig, device: &B::Device) -> Self {
+        let scale = weights.config.scale() as f32;
+        let r = weights.config.rank;
+        let mut deltas: Vec<[Option<LoraDelta<B>>; 7]> =
+            (0..config.num_layers).map(|_| Default::default()).collect();
+        for pair in &weights.pairs {
+            let (fan_in, fan_out) = pair.target.dims(config);
+            let a_t = tensor2::<B>(pair.a.clone(), [r, fan_in], device).transpose();
+            let b_t_scaled = tensor2::<B>(pair.b.clone(), [fan_out, r], device).transpose() * scale;
+            deltas[pair.layer][target_index(pair.target)] = Some(LoraDelta { a_t, b_t_scaled });
+        }
+        Self {
+            name: weights.name.clone(),
+            rank: r,
+            deltas,
+        }
+    }
+
+    fn delta(&self, layer: usize, target: Target) -> Option<&LoraDelta<B>> {
+        self.deltas.get(layer)?[target_index(target)].as_ref()
+    }
+}
+
+fn target_index(target: Target) -> usize {
+    Target::ALL
+        .iter()
+        .position(|&t| t == target)
+        .expect("every target is in ALL")
+}
+
+#[derive(Debug, Clone)]
+struct Layer<B: Backend> {
+    input_norm: Tensor<B, 1>,
+    post_attention_norm: Tensor<B, 1>,
+    /// Indexed like `Target::ALL`: q, k, v, o, gate, up, down.
+    projections: [Linear<B>; 7],
+}
+
+impl<B: Backend> Layer<B> {
+    fn project(
+        &self,
+        layer: usize,
+        target: Target,
+        x: Tensor<B, 2>,
+        adapter: Option<&Adapter<B>>,
+    ) -> Tensor<B, 2> {
+        let base = self.projections[target_index(target)].forward(x.clone());
+        match adapter.and_then(|a| a.delta(layer, target)) {
+            Some(delta) => base + delta.forward(x),
+            None => base,
+        }
+    }
+}
+
+/// Keys and values of the positions seen so far, per layer: [batch, kv_heads, len, head_dim].
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![None; num_layers],
+            len: 0,
+        }
+    }
+
+    /// Number of positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A loaded base model on one device.
+#[derive(Debug, Clone)]
+pub struct Model<B: Backend> {
+    pub config: ModelConfig,
+    embed: Tensor<B, 2>,
+    layers: Vec<Layer<B>>,
+    norm: Tensor<B, 1>,
+    lm_head_t: Tensor<B, 2>,
+    rope: Rope,
+    device: B::Device,
+}
+
+impl<B: Backend> Model<B> {
+    /// Loads `config.json` and `model.safetensors` (or its shards) from a Hugging Face folder.
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self, ModelError> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let weights = WeightFiles::open_dir(dir, "model")?;
+        Self::from_weights(config, &weights, device)
+    }
+
+    pub fn from_weights(
+        config: ModelConfig,
+        weights: &WeightFiles,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let c = &config;
+        let vector = |name: &str, len: usize| -> Result<Tensor<B, 1>, ModelError> {
+            Ok(Tensor::from_data(
+                TensorData::new(weights.f32(name, &[len])?, [len]),
+                device,
+            ))
+        };
+        let embed = tensor2::<B>(
+            weights.f32("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?,
+            [c.vocab_size, c.hidden_size],
+            device,
+        );
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let prefix = format!("model.layers.{i}");
+            let projection = |target: Target| {
+                let bias = c.qkv_bias && matches!(target, Target::Q | Target::K | Target::V);
+                Linear::load(
+                    weights,
+                    &format!("{prefix}.{}", target.path()),
+                    target.dims(c),
+                    bias,
+                    device,
+                )
+            };
+            layers.push(Layer {
+                input_norm: vector(&format!("{prefix}.input_layernorm.weight"), c.hidden_size)?,
+                post_attention_norm: vector(
+                    &format!("{prefix}.post_attention_layernorm.weight"),
+                    c.hidden_size,
+                )?,
+                projections: [
+                    projection(Target::Q)?,
+                    projection(Target::K)?,
+                    projection(Target::V)?,
+                    projection(Target::O)?,
+                    projection(Target::Gate)?,
+                    projection(Target::Up)?,
+                    projection(Target::Down)?,
+                ],
+            });
+        }
+        // Tied checkpoints (SmolLM) may still carry a copy of lm_head; the config decides.
+        let lm_head_t = if c.tie_word_embeddings {
+            embed.clone().transpose()
+        } else {
+            tensor2::<B>(
+                weights.f32("lm_head.weight", &[c.vocab_size, c.hidden_size])?,
+                [c.vocab_size, c.hidden_size],
+                device,
+            )
+            .transpose()
+        };
+        Ok(Self {
+            norm: vector("model.norm.weight", c.hidden_size)?,
+            rope: Rope::new(&config),
+            embed,
+            layers,
+            lm_head_t,
+            device: device.clone(),
+            config,
+        })
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Uploads an adapter validated against this model's config.
+    pub fn adapter(&self, weights: &AdapterWeights) -> Adapter<B> {
+        Adapter::new(weights, &self.config, &self.device)
+    }
+
+    /// A copy of this model with `adapter` folded into its weights (W + s·B·A).
+    pub fn merged(&self, adapter: &Adapter<B>) -> Self {
+        let mut merged = self.clone();
+        for (i, layer) in merged.layers.iter_mut().enumerate() {
+            for target in Target::ALL {
+                if let Some(delta) = adapter.delta(i, target) {
+                    let p = &mut layer.projections[target_index(target)];
+                    p.weight_t = p.weight_t.clone() + delta.dense_t();
+                }
+            }
+        }
+        merged
+    }
+
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.config.num_layers)
+    }
+
+    /// Runs `tokens` ([batch, seq], positions continuing from the cache) and returns the logits
+    /// of every position, [batch, seq, vocab].
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+        adapter: Option<&Adapter<B>>,
+    ) -> Tensor<B, 3> {
+        let c = &self.config;
+        let [batch, seq] = tokens.dims();
+        let offset = cache.len;
+        let (cos, sin) = self.rope.tables::<B>(offset, seq, &self.device);
+        let mask = (seq > 1).then(|| causal_mask::<B>(seq, offset, &self.device));
+
+        let ids = tokens.reshape([batch * seq]);
+        let mut h = self.embed.clone().select(0, ids); // [batch·seq, hidden]
+        for (i, layer) in self.layers.iter().enumerate() {
+            let x = rms_norm(h.clone(), &layer.input_norm, c.rms_norm_eps);
+            let q = layer.project(i, Target::Q, x.clone(), adapter);
+            let k = layer.project(i, Target::K, x.clone(), adapter);
+            let v = layer.project(i, Target::V, x, adapter);
+            let heads =
+                |t: Tensor<B, 2>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
+            let q = apply_rope(heads(q, c.num_heads), &cos, &sin);
+            let k = apply_rope(heads(k, c.num_kv_heads), &cos, &sin);
+            let v = heads(v, c.num_kv_heads);
+            let (k, v) = match cache.layers[i].take() {
+                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                None => (k, v),
+            };
+            cache.layers[i] = Some((k.clone(), v.clone()));
+            let attn = attention(q, k, v, c, mask.clone()); // [batch, seq, heads·head_dim]
+            let attn = attn.reshape([batch * seq, c.num_heads * c.head_dim]);
+            h = h + layer.project(i, Target::O, attn, adapter);
+
+            let x = rms_norm(h.clone(), &layer.post_attention_norm, c.rms_norm_eps);
+            let gate = activation::silu(layer.project(i, Target::Gate, x.clone(), adapter));
+            let up = layer.project(i, Target::Up, x, adapter);
+            h = h + layer.project(i, Target::Down, gate * up, adapter);
+        }
+        cache.len += seq;
+        let h = rms_norm(h, &self.norm, c.rms_norm_eps);
+        h.matmul(self.lm_head_t.clone())
+            .reshape([batch, seq, c.vocab_size])
+    }
+}
+
+fn tensor2<B: Backend>(values: Vec<f32>, shape: [usize; 2], device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// x · rsqrt(mean(x²) + ε) · w, over the last dimension (as transformers does, in f32).
+fn rms_norm<B: Backend>(x: Tensor<B, 2>, weight: &Tensor<B, 1>, eps: f64) -> Tensor<B, 2> {
+    let variance = x.clone().powi_scalar(2).mean_dim(1);
+    x * (variance + eps).sqrt().recip() * weight.clone().unsqueeze()
+}
+
+/// Rotates the two halves of each head (transformers' `rotate_half` convention).
+fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, s, d] = x.dims();
+    let half = d / 2;
+    let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
+    let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// Additive mask [1, 1, seq, offset + seq]: query i (at position offset + i) sees keys ≤ it.
+fn causal_mask<B: Backend>(seq: usize, offset: usize, device: &B::Device) -> Tensor<B, 4> {
+    let total = offset + seq;
+    let values: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, [1, 1, seq, total]), device)
+}
+
+/// Scaled dot-product attention with grouped-query heads: each key/value head serves
+/// `heads / kv_heads` query heads. Returns [batch, seq, heads·head_dim].
+fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    c: &ModelConfig,
+    mask: Option<Tensor<B, 4>>,
+) -> Tensor<B, 3> {
+    let [batch, heads, seq, d] = q.dims();
+    let total = k.dims()[2];
+    let group = heads / c.num_kv_heads;
+    let repeat = |t: Tensor<B, 4>| {
+        if group == 1 {
+            t
+        } else {
+            t.unsqueeze_dim::<5>(2)
+                .expand([batch, c.num_kv_heads, group, total, d])
+                .reshape([batch, heads, total, d])
+        }
+    };
+    let (k, v) = (repeat(k), repeat(v));
+    let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
+    if let Some(mask) = mask {
+        scores = scores + mask;
+    }
+    let probs = activation::softmax(scores, 3);
+    probs
+        .matmul(v)
+        .swap_dims(1, 2)
+        .reshape([batch, seq, heads * d])
+}
