@@ -3,6 +3,7 @@
 
 mod cmd;
 mod demo;
+mod fixtures;
 mod setup;
 mod smoke;
 mod test;
@@ -29,6 +30,9 @@ enum Command {
     /// `setup`, then every test suite; ends with one `N passed, N failed` line.
     Test,
     /// `setup`, build, and run the project's main job.
+    /// Regenerate tributary-model's reference fixtures with transformers + PEFT (pinned, in a
+    /// virtual environment under ~/.cache/tributary/pyref; not run by `test`).
+    Fixtures,
     Demo {
         /// Port for the local server.
         #[arg(long, default_value_t = 8080)]
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run(&root),
         Command::Test => test::run(&root),
+        Command::Fixtures => fixtures::run(&root),
         Command::Demo { port, once } => demo::run(&root, port, once),
     };
     match result {
