@@ -197,3 +197,70 @@ pub(crate) async fn last_logits<B: Backend>(
     data.to_vec::<f32>()
         .map_err(|e| ModelError::Readback(format!("{e:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplingParams {
+        SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            max_tokens: 1,
+            stop_tokens: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn greedy_takes_the_first_of_equal_maxima() {
+        let mut s = Sampler::new(SamplingParams::greedy(1));
+        assert_eq!(s.sample(&[0.1, 2.0, -1.0, 2.0]), 1);
+    }
+
+    #[test]
+    fn top_k_one_and_tiny_top_p_reduce_to_greedy() {
+        let logits = [0.3, 1.5, 1.4, -2.0];
+        for seed in 0..50 {
+            assert_eq!(Sampler::new(params(1.0, 1, 1.0, seed)).sample(&logits), 1);
+            assert_eq!(Sampler::new(params(1.0, 0, 1e-6, seed)).sample(&logits), 1);
+        }
+    }
+
+    #[test]
+    fn sampling_follows_the_softmax_distribution() {
+        // softmax([0, ln 3]) = [0.25, 0.75].
+        let logits = [0.0, 3f32.ln()];
+        let mut s = Sampler::new(params(1.0, 0, 1.0, 7));
+        let n = 20_000;
+        let ones = (0..n).filter(|_| s.sample(&logits) == 1).count();
+        let p = ones as f64 / n as f64;
+        assert!((p - 0.75).abs() < 0.015, "P(1) = {p}");
+        // Temperature 2 flattens it: softmax([0, ln 3 / 2]) = [1/(1+√3), √3/(1+√3)].
+        let mut s = Sampler::new(params(2.0, 0, 1.0, 7));
+        let ones = (0..n).filter(|_| s.sample(&logits) == 1).count();
+        let want = 3f64.sqrt() / (1.0 + 3f64.sqrt());
+        let p = ones as f64 / n as f64;
+        assert!((p - want).abs() < 0.015, "P(1) = {p}, want {want}");
+    }
+
+    #[test]
+    fn top_p_drops_the_tail() {
+        // Probabilities ≈ [0.64, 0.24, 0.09, 0.03]: top_p 0.8 keeps the first two only.
+        let logits = [2.0, 1.0, 0.0, -1.0];
+        let mut s = Sampler::new(params(1.0, 0, 0.8, 3));
+        assert!((0..5_000).all(|_| s.sample(&logits) < 2));
+    }
+
+    #[test]
+    fn a_seed_reproduces_its_sequence() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let draw = |seed| {
+            let mut s = Sampler::new(params(1.0, 0, 1.0, seed));
+            (0..64).map(|_| s.sample(&logits)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(11), draw(11));
+        assert_ne!(draw(11), draw(12));
+    }
+}

@@ -1,0 +1,62 @@
+//! The same fixtures on burn's `Wgpu` backend (lavapipe in CI) against the CPU (`NdArray`) run:
+//! logits within 1e-3 and identical greedy tokens, with and without an adapter.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{NdArray, Wgpu};
+use tributary_model::{AdapterWeights, Model, SamplingParams, generate};
+
+const FIXTURES: [(&str, &str); 3] = [
+    ("llama-gqa", "attn-r8"),
+    ("llama-tied-rope3", "qv-r2"),
+    ("qwen2-bias", "all-r6"),
+];
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn run<B: burn::tensor::backend::Backend>(
+    model: &Model<B>,
+    adapter: Option<&tributary_model::Adapter<B>>,
+    prompt: &[u32],
+) -> (Vec<f32>, Vec<u32>) {
+    let g = pollster::block_on(generate(
+        model,
+        adapter,
+        prompt,
+        &SamplingParams::greedy(32),
+        |_| true,
+    ))
+    .unwrap();
+    (g.prompt_logits, g.tokens)
+}
+
+#[test]
+fn wgpu_matches_cpu_on_every_fixture() {
+    let cpu_device = Default::default();
+    let gpu_device = burn::backend::wgpu::WgpuDevice::default();
+    let prompt: Vec<u32> = vec![52, 72, 277, 335, 258, 376, 76, 73, 293, 282, 357];
+    for (name, adapter_name) in FIXTURES {
+        let cpu = Model::<NdArray<f32>>::load(&dir(name), &cpu_device).unwrap();
+        let gpu = Model::<Wgpu>::load(&dir(name), &gpu_device).unwrap();
+        let weights =
+            AdapterWeights::open_dir(&dir(name).join("adapters").join(adapter_name), &cpu.config)
+                .unwrap();
+        let (cpu_adapter, gpu_adapter) = (cpu.adapter(&weights), gpu.adapter(&weights));
+        for (label, with_adapter) in [("base", false), ("adapter", true)] {
+            let (cl, ct) = run(&cpu, with_adapter.then_some(&cpu_adapter), &prompt);
+            let (gl, gt) = run(&gpu, with_adapter.then_some(&gpu_adapter), &prompt);
+            let diff = cl
+                .iter()
+                .zip(&gl)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            eprintln!("{name} {label}: max |Δlogit| {diff:e}");
+            assert!(diff <= 1e-3, "{name} {label}: logits differ by {diff:e}");
+            assert_eq!(ct, gt, "{name} {label}: greedy tokens");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `tributary run`: load a model (and adapter), generate, print text or one JSON object.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use burn::backend::{NdArray, Wgpu};
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tributary_model::{AdapterWeights, Model, SamplingParams, Tokenizer, generate};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Device {
+    /// burn's NdArray backend on the CPU.
+    Cpu,
+    /// burn's Wgpu backend (Vulkan, Metal or DX12; lavapipe where no GPU is present).
+    Wgpu,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Hugging Face model folder (config.json, model.safetensors or shards, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// PEFT adapter folder (adapter_config.json, adapter_model.safetensors).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value_t = 64)]
+    max_tokens: usize,
+    /// Always take the most likely token (same as --temperature 0).
+    #[arg(long)]
+    greedy: bool,
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Sample among the k most likely tokens only (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep generating past the model's end-of-sequence token.
+    #[arg(long)]
+    ignore_eos: bool,
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+    /// Print one JSON object: prompt and generated token ids, text, stop reason.
+    #[arg(long)]
+    json: bool,
+    /// With --json: include the logits of the last prompt position.
+    #[arg(long, requires = "json")]
+    logits: bool,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    match args.device {
+        Device::Cpu => run_on::<NdArray<f32>>(&args, &Default::default()),
+        Device::Wgpu => run_on::<Wgpu>(&args, &burn::backend::wgpu::WgpuDevice::default()),
+    }
+}
+
+fn step(bar: &ProgressBar, message: &str) {
+    bar.set_message(message.to_owned());
+    bar.inc(1);
+}
+
+fn run_on<B: Backend>(args: &RunArgs, device: &B::Device) -> Result<()> {
+    let bar = ProgressBar::new(if args.adapter.is_some() { 3 } else { 2 });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} loading [{bar:20}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("tokenizer");
+    let tokenizer = Tokenizer::from_file(&args.model.join("tokenizer.json"))?;
+    step(&bar, "model weights");
+    let model = Model::<B>::load(&args.model, device)?;
+    tracing::info!(
+        layers = model.config.num_layers,
+        hidden = model.config.hidden_size,
+        "model loaded"
+    );
+    let adapter = match &args.adapter {
+        Some(dir) => {
+            step(&bar, "adapter");
+            let weights = AdapterWeights::open_dir(dir, &model.config)?;
+            tracing::info!(name = %weights.name, rank = weights.config.rank, "adapter loaded");
+            Some(model.adapter(&weights))
+        }
+        None => None,
+    };
+    step(&bar, "done");
+    bar.finish_and_clear();
+
+    let prompt_ids = tokenizer.encode(&args.prompt)?;
+    let params = SamplingParams {
+        temperature: if args.greedy { 0.0 } else { args.temperature },
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        stop_tokens: if args.ignore_eos {
+            Vec::new()
+        } else {
+            model.config.eos_token_ids.clone()
+        },
+    };
+
+    // Streamed text: decode everything so far and print what is new, so multi-byte characters
+    // split across tokens come out whole.
+    let mut generated = Vec::new();
+    let mut printed = 0;
+    let mut stdout = std::io::stdout().lock();
+    let stream = !args.json;
+    let result = pollster::block_on(generate(
+        &model,
+        adapter.as_ref(),
+        &prompt_ids,
+        &params,
+        |token| {
+            generated.push(token);
+            if stream
+                && let Ok(text) = tokenizer.decode(&generated)
+                && text.len() > printed
+                && text.is_char_boundary(printed)
+            {
+                let _ = write!(stdout, "{}", &text[printed..]);
+                let _ = stdout.flush();
+                printed = text.len();
+            }
+            true
+        },
+    ))?;
+    let text = tokenizer.decode(&result.tokens)?;
+    if args.json {
+        let mut out = serde_json::json!({
+            "prompt_ids": result.prompt_ids,
+            "generated_ids": result.tokens,
+            "text": text,
+            "stop": format!("{:?}", result.stop),
+        });
+        if args.logits {
+            out["logits"] = serde_json::json!(result.prompt_logits);
+        }
+        writeln!(stdout, "{out}").context("writing the result")?;
+    } else {
+        writeln!(stdout)?;
+    }
+    Ok(())
+}
