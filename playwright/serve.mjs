@@ -1,5 +1,6 @@
-// A small static server for the smoke page: `/pkg/*` from the wasm-bindgen output folder
-// ($TRIBUTARY_SMOKE_PKG), everything else from ./smoke. Loopback only.
+// A small static server for the smoke pages: `/pkg/*` from the wasm-bindgen output folder
+// ($TRIBUTARY_SMOKE_PKG), `/fixtures/*` from tributary-model's test fixtures (small Hugging Face
+// checkpoints with their transformers reference), everything else from ./smoke. Loopback only.
 //
 //   node serve.mjs [--port N]     prints "serving http://127.0.0.1:N/" once it listens
 import { createServer } from 'node:http';
@@ -7,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
+const here = resolve(fileURLToPath(new URL('.', import.meta.url)));
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -23,6 +24,7 @@ function smokeRoutes() {
   if (!pkg) throw new Error('TRIBUTARY_SMOKE_PKG is not set (cargo xtask builds the page and sets it)');
   return [
     { prefix: '/pkg/', dir: resolve(pkg) },
+    { prefix: '/fixtures/', dir: join(here, '..', 'crates', 'tributary-model', 'tests', 'fixtures') },
     { prefix: '/', dir: join(here, 'smoke') },
   ];
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::cmd::{self, Workspace};
 
-const CRATE: &str = "tributary-sgmv-wasm";
+const CRATE: &str = "tributary-wasm";
 
 /// Builds the page's wasm package and returns the folder the page loads `pkg/` from.
 pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {

@@ -1,7 +1,9 @@
-//! JavaScript bindings of `tributary-sgmv` for the browser: the smoke page and its Playwright
-//! tests run the WGSL kernels over WebGPU through these, against the same CPU reference the
-//! native tests use.
+//! JavaScript bindings for the browser smoke pages and their Playwright tests: the WGSL kernels
+//! of `tributary-sgmv` (against the same CPU reference the native tests use) and the
+//! `tributary-model` transformer on burn's `Wgpu` backend over the tab's WebGPU device.
 #![cfg(target_arch = "wasm32")]
+
+mod model;
 
 use std::rc::Rc;
 
