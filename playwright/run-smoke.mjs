@@ -1,4 +1,5 @@
-// Runs the smoke page once in headless Chromium and prints what it shows (used by the demo).
+// Runs the smoke pages once in headless Chromium and prints what they show (used by the demo):
+// the WGSL kernel against its CPU reference, then the model against transformers' tokens.
 //   node run-smoke.mjs URL
 import { launchChromium, openSmokePage } from './chromium.mjs';
 
@@ -7,14 +8,23 @@ if (!url) {
   console.error('usage: node run-smoke.mjs URL');
   process.exit(2);
 }
+const pages = [
+  ['index.html', 'smoke'],
+  ['model.html', 'modelSmoke'],
+];
 const browser = await launchChromium();
+let ok = true;
 try {
-  const { page, errors } = await openSmokePage(browser.context, url);
-  console.log((await page.locator('#report').innerText()).trim());
-  const status = await page.evaluate(() => document.body.dataset.status);
-  const passed = status === 'done' && (await page.evaluate(() => window.smoke.allPassed));
-  for (const e of errors) console.error(e);
-  process.exitCode = passed && errors.length === 0 ? 0 : 1;
+  for (const [path, global] of pages) {
+    console.log(`--- ${url}${path}`);
+    const { page, errors } = await openSmokePage(browser.context, `${url}${path}`, { timeout: 540_000 });
+    console.log((await page.locator('#report').innerText()).trim());
+    const status = await page.evaluate(() => document.body.dataset.status);
+    const passed = status === 'done' && (await page.evaluate((g) => window[g].allPassed, global));
+    for (const e of errors) console.error(e);
+    ok = ok && passed && errors.length === 0;
+  }
 } finally {
   await browser.close();
 }
+process.exitCode = ok ? 0 : 1;

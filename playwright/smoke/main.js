@@ -1,6 +1,7 @@
 // Runs the matvec kernel over WebGPU on a few odd shapes and reports the error against the Rust
 // CPU reference. `window.smoke` exposes the same entry points to the Playwright tests.
 import init, { Gpu, matvecReference, maxRelativeError } from './pkg/tributary_wasm.js';
+import { runPage } from './page.js';
 
 export const TOLERANCE = 1e-5;
 const CASES = [
@@ -24,10 +25,9 @@ function randomInputs(rows, cols, seed) {
   return { w: fill(rows * cols), x: fill(cols) };
 }
 
-const report = document.getElementById('report');
 const progress = document.getElementById('progress');
 
-async function main() {
+async function main(report) {
   await init();
   const gpu = await Gpu.create();
   const runCase = async (rows, cols, seed) => {
@@ -62,12 +62,6 @@ async function main() {
     `${(gpu.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB</p>` +
     `<table><tr><th>W shape</th><th>max rel. error</th><th>result</th></tr>${rowsHtml}</table>` +
     `<p class="${window.smoke.allPassed ? 'pass' : 'fail'}">${window.smoke.allPassed ? 'All cases match the CPU reference.' : 'Some cases do not match the CPU reference.'}</p>`;
-  document.body.dataset.status = 'done';
 }
 
-main().catch((err) => {
-  report.innerHTML = `<p class="fail">Error: ${String(err?.message ?? err)}</p>`;
-  report.dataset.error = String(err?.message ?? err);
-  document.body.dataset.status = 'error';
-  console.error(err);
-});
+runPage(main);

@@ -1,10 +1,10 @@
 // Loads a fixture checkpoint and adapter into the wasm model over WebGPU and runs greedy
 // generation; `window.modelSmoke` lets the Playwright test run its own cases.
 import init, { BrowserModel } from './pkg/tributary_wasm.js';
+import { runPage } from './page.js';
 
 const FIXTURE = 'llama-gqa';
 const ADAPTER = 'attn-r8';
-const report = document.getElementById('report');
 const progress = document.getElementById('progress');
 
 async function bytes(path) {
@@ -15,7 +15,7 @@ async function bytes(path) {
 
 const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-async function main() {
+async function main(report) {
   await init();
   const base = `./fixtures/${FIXTURE}`;
   const [config, weights, reference] = await Promise.all([
@@ -52,12 +52,6 @@ async function main() {
     .map((r) => `<p class="${r.pass ? 'pass' : 'fail'}">${FIXTURE} ${r.label}: ${r.pass ? 'same 32 greedy tokens as transformers' : 'tokens differ from transformers'} ` +
       `(${r.tokensPerSecond.toFixed(1)} tokens/s)<br><code>${r.tokens.join(' ')}</code></p>`)
     .join('');
-  document.body.dataset.status = 'done';
 }
 
-main().catch((err) => {
-  report.innerHTML = `<p class="fail">Error: ${String(err?.message ?? err)}</p>`;
-  report.dataset.error = String(err?.message ?? err);
-  document.body.dataset.status = 'error';
-  console.error(err);
-});
+runPage(main);

@@ -1,30 +1,17 @@
 // tributary-model compiled to wasm32 on Chromium's WebGPU (SwiftShader here): greedy tokens of a
 // fixture checkpoint, with and without a LoRA adapter, equal Hugging Face transformers + PEFT's.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { startServer } from '../serve.mjs';
-import { launchChromium, openSmokePage } from '../chromium.mjs';
+import { openSmokePage } from '../chromium.mjs';
+import { artifacts, smokeHarness } from '../harness.mjs';
 
-const artifacts = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const fixtures = fileURLToPath(new URL('../../crates/tributary-model/tests/fixtures/', import.meta.url));
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-  mkdirSync(artifacts, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const h = smokeHarness();
 
 test('greedy tokens in the tab equal transformers', { timeout: 600_000 }, async () => {
-  const { page, errors } = await openSmokePage(browser.context, `${server.url}model.html`, { timeout: 540_000 });
+  const { page, errors } = await openSmokePage(h.browser.context, `${h.server.url}model.html`, { timeout: 540_000 });
   await page.screenshot({ path: `${artifacts}model.png`, fullPage: true });
   const status = await page.evaluate(() => document.body.dataset.status);
   const pageError = await page.evaluate(() => document.getElementById('report').dataset.error);

@@ -1,26 +1,11 @@
 // The WGSL matvec kernel, compiled to wasm32, on Chromium's WebGPU (SwiftShader here), checked
 // against both the Rust CPU reference and an independent JavaScript f64 product.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { startServer } from '../serve.mjs';
-import { launchChromium, openSmokePage } from '../chromium.mjs';
+import { openSmokePage } from '../chromium.mjs';
+import { artifacts, smokeHarness } from '../harness.mjs';
 
-const artifacts = fileURLToPath(new URL('../artifacts/', import.meta.url));
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-  mkdirSync(artifacts, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const h = smokeHarness();
 
 /** Max over rows of |got - exact| / Σ|w·x|, with the product computed here in f64. */
 function errorAgainstJs(got, w, x, rows, cols) {
@@ -40,7 +25,7 @@ function errorAgainstJs(got, w, x, rows, cols) {
 }
 
 test('matvec over WebGPU matches the CPU reference on odd shapes', async () => {
-  const { page, errors } = await openSmokePage(browser.context, server.url);
+  const { page, errors } = await openSmokePage(h.browser.context, h.server.url);
   await page.screenshot({ path: `${artifacts}smoke.png`, fullPage: true });
   const status = await page.evaluate(() => document.body.dataset.status);
   const pageError = await page.evaluate(() => document.getElementById('report').dataset.error);

@@ -187,10 +187,8 @@ pub(crate) async fn last_logits<B: Backend>(
     let n = ids.len();
     let data: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(data, [1, n]), model.device());
-    let logits = model.forward(tokens, cache, adapter);
-    let vocab = model.config.vocab_size;
-    let last = logits.slice([0..1, n - 1..n, 0..vocab]);
-    let data = last
+    let data = model
+        .forward_last(tokens, cache, adapter)
         .into_data_async()
         .await
         .map_err(|e| ModelError::Readback(format!("{e:?}")))?;

@@ -27,7 +27,7 @@ impl<B: Backend> Linear<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         let w = weights.f32(&format!("{name}.weight"), &[fan_out, fan_in])?;
-        let weight_t = tensor2::<B>(w, [fan_out, fan_in], device).transpose();
+        let weight_t = transposed::<B>(&w, [fan_out, fan_in], device);
         let bias = if bias {
             let b = weights.f32(&format!("{name}.bias"), &[fan_out])?;
             Some(Tensor::from_data(TensorData::new(b, [fan_out]), device))
@@ -82,8 +82,8 @@ impl<B: Backend> Adapter<B> {
             (0..config.num_layers).map(|_| Default::default()).collect();
         for pair in &weights.pairs {
             let (fan_in, fan_out) = pair.target.dims(config);
-            let a_t = tensor2::<B>(pair.a.clone(), [r, fan_in], device).transpose();
-            let b_t_scaled = tensor2::<B>(pair.b.clone(), [fan_out, r], device).transpose() * scale;
+            let a_t = transposed::<B>(&pair.a, [r, fan_in], device);
+            let b_t_scaled = transposed::<B>(&pair.b, [fan_out, r], device) * scale;
             deltas[pair.layer][target_index(pair.target)] = Some(LoraDelta { a_t, b_t_scaled });
         }
         Self {
@@ -222,16 +222,16 @@ impl<B: Backend> Model<B> {
             });
         }
         // Tied checkpoints (SmolLM) may still carry a copy of lm_head; the config decides.
-        let lm_head_t = if c.tie_word_embeddings {
-            embed.clone().transpose()
+        let head_name = if c.tie_word_embeddings {
+            "model.embed_tokens.weight"
         } else {
-            tensor2::<B>(
-                weights.f32("lm_head.weight", &[c.vocab_size, c.hidden_size])?,
-                [c.vocab_size, c.hidden_size],
-                device,
-            )
-            .transpose()
+            "lm_head.weight"
         };
+        let lm_head_t = transposed::<B>(
+            &weights.f32(head_name, &[c.vocab_size, c.hidden_size])?,
+            [c.vocab_size, c.hidden_size],
+            device,
+        );
         Ok(Self {
             norm: vector("model.norm.weight", c.hidden_size)?,
             rope: Rope::new(&config),
@@ -278,6 +278,37 @@ impl<B: Backend> Model<B> {
         cache: &mut KvCache<B>,
         adapter: Option<&Adapter<B>>,
     ) -> Tensor<B, 3> {
+        let [batch, seq] = tokens.dims();
+        let h = self.hidden(tokens, cache, adapter);
+        h.matmul(self.lm_head_t.clone())
+            .reshape([batch, seq, self.config.vocab_size])
+    }
+
+    /// Like [`Model::forward`], but only the last position's logits, [batch, vocab]: all that
+    /// generation needs, and it skips the vocabulary projection of every other position.
+    pub fn forward_last(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+        adapter: Option<&Adapter<B>>,
+    ) -> Tensor<B, 2> {
+        let [batch, seq] = tokens.dims();
+        let hidden = self.config.hidden_size;
+        let h = self
+            .hidden(tokens, cache, adapter)
+            .reshape([batch, seq, hidden])
+            .slice([0..batch, seq - 1..seq, 0..hidden])
+            .reshape([batch, hidden]);
+        h.matmul(self.lm_head_t.clone())
+    }
+
+    /// The final-norm hidden states, [batch·seq, hidden].
+    fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+        adapter: Option<&Adapter<B>>,
+    ) -> Tensor<B, 2> {
         let c = &self.config;
         let [batch, seq] = tokens.dims();
         let offset = cache.len;
@@ -311,10 +342,25 @@ impl<B: Backend> Model<B> {
             h = h + layer.project(i, Target::Down, gate * up, adapter);
         }
         cache.len += seq;
-        let h = rms_norm(h, &self.norm, c.rms_norm_eps);
-        h.matmul(self.lm_head_t.clone())
-            .reshape([batch, seq, c.vocab_size])
+        rms_norm(h, &self.norm, c.rms_norm_eps)
     }
+}
+
+/// Uploads the transpose of a row-major `[rows, cols]` matrix as a contiguous `[cols, rows]`
+/// tensor. Done once on the host at load time: a transposed *view* makes some backends (NdArray)
+/// copy the whole matrix into contiguous form on every matmul, which dominated decode time.
+fn transposed<B: Backend>(
+    values: &[f32],
+    [rows, cols]: [usize; 2],
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let mut t = vec![0.0f32; values.len()];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    tensor2::<B>(t, [cols, rows], device)
 }
 
 fn tensor2<B: Backend>(values: Vec<f32>, shape: [usize; 2], device: &B::Device) -> Tensor<B, 2> {

@@ -67,6 +67,13 @@ fn check(
     assert_eq!(run.tokens, case.greedy, "{label}: greedy tokens");
 }
 
+fn load_adapter(model: &Model<B>, fixture: &str, adapter: &str) -> tributary_model::Adapter<B> {
+    let weights =
+        AdapterWeights::open_dir(&dir(fixture).join("adapters").join(adapter), &model.config)
+            .unwrap();
+    model.adapter(&weights)
+}
+
 #[test]
 fn tokenizer_matches_transformers() {
     for name in FIXTURES {
@@ -100,12 +107,7 @@ fn unmerged_adapters_match_peft() {
     for name in FIXTURES {
         let model = Model::<B>::load(&dir(name), &device).unwrap();
         for (adapter_name, cases) in reference(name).adapters {
-            let weights = AdapterWeights::open_dir(
-                &dir(name).join("adapters").join(&adapter_name),
-                &model.config,
-            )
-            .unwrap();
-            let adapter = model.adapter(&weights);
+            let adapter = load_adapter(&model, name, &adapter_name);
             for (i, case) in cases.iter().enumerate() {
                 check(
                     &format!("{name}+{adapter_name} prompt {i}"),
@@ -124,18 +126,19 @@ fn merged_adapters_agree_with_unmerged() {
     for name in FIXTURES {
         let model = Model::<B>::load(&dir(name), &device).unwrap();
         for (adapter_name, cases) in reference(name).adapters {
-            let weights = AdapterWeights::open_dir(
-                &dir(name).join("adapters").join(&adapter_name),
-                &model.config,
-            )
-            .unwrap();
-            let merged = model.merged(&model.adapter(&weights));
+            let adapter = load_adapter(&model, name, &adapter_name);
+            let merged = model.merged(&adapter);
             for (i, case) in cases.iter().enumerate() {
-                check(
-                    &format!("{name}+{adapter_name} merged, prompt {i}"),
-                    &merged,
-                    None,
-                    case,
+                let label = format!("{name}+{adapter_name} merged, prompt {i}");
+                check(&label, &merged, None, case);
+                let logits = |m: &Model<B>, a| {
+                    let g = generate(m, a, &case.prompt_ids, &SamplingParams::greedy(0), |_| true);
+                    pollster::block_on(g).unwrap().prompt_logits
+                };
+                let diff = max_abs_diff(&logits(&merged, None), &logits(&model, Some(&adapter)));
+                assert!(
+                    diff <= 1e-4,
+                    "{label}: merged vs unmerged differ by {diff:e}"
                 );
             }
         }

@@ -113,3 +113,22 @@ pub fn locked_version(root: &Path, package: &str) -> Result<String> {
     }
     bail!("Cargo.lock has no package `{package}`")
 }
+
+/// Mesa lavapipe's Vulkan ICD file: pointing `VK_ICD_FILENAMES` at it makes lavapipe the only
+/// Vulkan device, so GPU tests and benchmarks run on the same software device everywhere.
+pub fn lavapipe_icd() -> Result<PathBuf> {
+    let icd_dir = Path::new("/usr/share/vulkan/icd.d");
+    let icd = std::fs::read_dir(icd_dir)
+        .with_context(|| format!("reading {}", icd_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lvp_icd"))
+        });
+    icd.with_context(|| {
+        format!(
+            "no lavapipe ICD (lvp_icd*.json) in {}: is mesa-vulkan-drivers installed?",
+            icd_dir.display()
+        )
+    })
+}

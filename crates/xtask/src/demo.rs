@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: the project's main job. Until the serving issues land it is the browser
-//! smoke page — the WGSL kernel over WebGPU checked against the CPU reference — served locally,
-//! run once in headless Chromium so the result shows in the terminal, then left up for a browser.
+//! smoke pages — the WGSL kernel over WebGPU checked against its CPU reference, and the model with
+//! a LoRA adapter generating in the tab, checked against transformers — served locally, run once
+//! in headless Chromium so the results show in the terminal, then left up for a browser.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -35,7 +36,7 @@ pub fn run(root: &Path, port: u16, once: bool) -> Result<ExitCode> {
 
     println!("== demo: running the page in headless Chromium ==");
     let check = cmd::run(smoke::node(root, &pkg).args(["run-smoke.mjs", &url]));
-    println!("\nThe smoke page is at {url}");
+    println!("\nThe smoke pages are at {url} (kernel) and {url}model.html (model)");
     println!("Open it in a browser with WebGPU (Chromium: --enable-unsafe-webgpu).");
     if once {
         let _ = server.kill();

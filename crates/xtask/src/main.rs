@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything that is not a plain `cargo` command — installing what the tests
 //! need on a fresh machine, running every suite on every target, and the demo.
 
+mod bench;
 mod cmd;
 mod demo;
 mod fixtures;
@@ -30,6 +31,12 @@ enum Command {
     /// `setup`, then every test suite; ends with one `N passed, N failed` line.
     Test,
     /// `setup`, build, and run the project's main job.
+    /// Benchmark reports (not tests): `model` compares our model with candle on the CPU.
+    Bench {
+        /// What to measure.
+        #[arg(default_value = "model")]
+        what: String,
+    },
     /// Regenerate tributary-model's reference fixtures with transformers + PEFT (pinned, in a
     /// virtual environment under ~/.cache/tributary/pyref; not run by `test`).
     Fixtures,
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run(&root),
         Command::Test => test::run(&root),
+        Command::Bench { what } => bench::run(&root, &what),
         Command::Fixtures => fixtures::run(&root),
         Command::Demo { port, once } => demo::run(&root, port, once),
     };

@@ -1,5 +1,5 @@
-//! The browser smoke page: the WGSL kernels compiled to wasm32 and bound with wasm-bindgen, served
-//! beside `playwright/smoke/`. Shared by the browser suite and the demo.
+//! The browser smoke pages: the WGSL kernels and the model compiled to wasm32 and bound with
+//! wasm-bindgen, served beside `playwright/smoke/`. Shared by the browser suite and the demo.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +25,10 @@ pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
         .join("wasm32-unknown-unknown/release")
         .join(format!("{}.wasm", CRATE.replace('-', "_")));
     let pkg = ws.target_dir.join("smoke-page/pkg");
+    // Start clean so files of a renamed crate cannot linger and be served.
+    if pkg.exists() {
+        std::fs::remove_dir_all(&pkg).with_context(|| format!("clearing {}", pkg.display()))?;
+    }
     cmd::run(
         Command::new(cmd::cargo_bin("wasm-bindgen"))
             .args(["--target", "web", "--out-dir"])

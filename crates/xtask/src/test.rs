@@ -91,20 +91,7 @@ fn native(root: &Path, _: &Workspace) -> Result<()> {
 /// The GPU tests with the Vulkan loader pointed at lavapipe alone, so they run on the same
 /// software device here, in CI and on a developer machine that also has a real GPU.
 fn lavapipe(root: &Path, _: &Workspace) -> Result<()> {
-    let icd_dir = Path::new("/usr/share/vulkan/icd.d");
-    let icd = std::fs::read_dir(icd_dir)
-        .with_context(|| format!("reading {}", icd_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("lvp_icd"))
-        });
-    let Some(icd) = icd else {
-        bail!(
-            "no lavapipe ICD (lvp_icd*.json) in {}: is mesa-vulkan-drivers installed?",
-            icd_dir.display()
-        );
-    };
+    let icd = cmd::lavapipe_icd()?;
     cmd::run(
         cmd::cargo()
             .current_dir(root)
