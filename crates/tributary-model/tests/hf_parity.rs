@@ -132,7 +132,8 @@ fn merged_adapters_agree_with_unmerged() {
                 let label = format!("{name}+{adapter_name} merged, prompt {i}");
                 check(&label, &merged, None, case);
                 let logits = |m: &Model<B>, a| {
-                    let g = generate(m, a, &case.prompt_ids, &SamplingParams::greedy(0), |_| true);
+                    let params = SamplingParams::greedy(0);
+                    let g = generate(m, a, &case.prompt_ids, &params, |_| true);
                     pollster::block_on(g).unwrap().prompt_logits
                 };
                 let diff = max_abs_diff(&logits(&merged, None), &logits(&model, Some(&adapter)));
