@@ -96,6 +96,16 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// `-p NAME` for every wasm32 crate.
+    pub fn wasm_packages(&self) -> Vec<String> {
+        self.wasm_crates
+            .iter()
+            .flat_map(|c| ["-p".to_owned(), c.clone()])
+            .collect()
+    }
+}
+
 /// The version of `package` that Cargo.lock pins (the first one, if several).
 pub fn locked_version(root: &Path, package: &str) -> Result<String> {
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;

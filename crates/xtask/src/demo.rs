@@ -15,7 +15,7 @@ use crate::{setup, smoke};
 pub fn run(root: &Path, port: u16, once: bool) -> Result<ExitCode> {
     setup::install(root)?;
     let ws = Workspace::read(root)?;
-    println!("== demo: building the smoke page ==");
+    println!("== demo: building the smoke pages ==");
     let pkg = smoke::build(root, &ws)?;
 
     let mut server = smoke::node(root, &pkg)
@@ -37,7 +37,7 @@ pub fn run(root: &Path, port: u16, once: bool) -> Result<ExitCode> {
     println!("== demo: running the page in headless Chromium ==");
     let check = cmd::run(smoke::node(root, &pkg).args(["run-smoke.mjs", &url]));
     println!("\nThe smoke pages are at {url} (kernel) and {url}model.html (model)");
-    println!("Open it in a browser with WebGPU (Chromium: --enable-unsafe-webgpu).");
+    println!("Open them in a browser with WebGPU (Chromium: --enable-unsafe-webgpu).");
     if once {
         let _ = server.kill();
         check?;

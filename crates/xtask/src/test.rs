@@ -117,11 +117,7 @@ fn wasm32(root: &Path, ws: &Workspace) -> Result<()> {
     if ws.wasm_crates.is_empty() {
         bail!("no crate declares [package.metadata.tributary] wasm32 = true");
     }
-    let packages: Vec<String> = ws
-        .wasm_crates
-        .iter()
-        .flat_map(|c| ["-p".to_owned(), c.clone()])
-        .collect();
+    let packages = ws.wasm_packages();
     let target = ["--target", "wasm32-unknown-unknown"];
     cmd::run(
         cmd::cargo()
