@@ -17,7 +17,7 @@ mod weights;
 
 pub use config::{Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
-pub use generate::{Generation, Sampler, SamplingParams, generate};
+pub use generate::{Generation, Sampler, SamplingParams, StopReason, generate};
 pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target};
 pub use model::{Adapter, KvCache, Model};
 pub use tokenizer::Tokenizer;
