@@ -1,5 +1,5 @@
 // Runs the smoke pages once in headless Chromium and prints what they show (used by the demo):
-// the WGSL kernel against its CPU reference, then the model against transformers' tokens.
+// the WGSL kernels against their CPU references, then the model against transformers' tokens.
 //   node run-smoke.mjs URL
 import { launchChromium, openSmokePage } from './chromium.mjs';
 
@@ -10,6 +10,7 @@ if (!url) {
 }
 const pages = [
   ['index.html', 'smoke'],
+  ['sgmv.html', 'sgmvSmoke'],
   ['model.html', 'modelSmoke'],
 ];
 const browser = await launchChromium();

@@ -40,6 +40,14 @@ pub enum ModelError {
     Readback(String),
     #[error("{0}")]
     Generation(String),
+    #[error("adapter `{name}`: {source}")]
+    Adapter {
+        name: String,
+        #[source]
+        source: tributary_sgmv::SgmvError,
+    },
+    #[error("LoRA batch: {0}")]
+    Lora(#[from] tributary_sgmv::SgmvError),
 }
 
 impl ModelError {

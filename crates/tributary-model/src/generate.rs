@@ -3,9 +3,10 @@
 //! way a browser allows, and sampled on the CPU (burn's sort/top-k read back synchronously and
 //! would panic on the web).
 
-use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tributary_sgmv::SgmvBackend;
 
 use crate::error::ModelError;
 use crate::model::{Adapter, Model};
@@ -121,7 +122,7 @@ pub struct Generation {
 
 /// Generates from `prompt`, calling `on_token` with each new token; returning `false` from it
 /// stops generation. A stop token ends generation and is included in `tokens`.
-pub async fn generate<B: Backend>(
+pub async fn generate<B: SgmvBackend>(
     model: &Model<B>,
     adapter: Option<&Adapter<B>>,
     prompt: &[u32],
@@ -178,7 +179,7 @@ pub async fn generate<B: Backend>(
 }
 
 /// Runs `ids` as one sequence and reads back the logits of its last position.
-pub(crate) async fn last_logits<B: Backend>(
+pub(crate) async fn last_logits<B: SgmvBackend>(
     model: &Model<B>,
     cache: &mut crate::model::KvCache<B>,
     adapter: Option<&Adapter<B>>,
@@ -188,7 +189,7 @@ pub(crate) async fn last_logits<B: Backend>(
     let data: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(data, [1, n]), model.device());
     let data = model
-        .forward_last(tokens, cache, adapter)
+        .forward_last(tokens, cache, adapter.into())?
         .into_data_async()
         .await
         .map_err(|e| ModelError::Readback(format!("{e:?}")))?;

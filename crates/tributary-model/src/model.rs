@@ -2,8 +2,13 @@
 //! unmerged, so one set of base weights serves any number of adapters.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::{Int, Tensor, TensorData, activation, backend::Backend};
+use tributary_sgmv::{
+    AdapterId, AdapterMatrices, AdapterPool, LoraMatrices, PoolOptions, Segment, SgmvBackend,
+};
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
@@ -46,55 +51,51 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// One LoRA pair on the device: Aᵀ [in, r] and Bᵀ [r, out], with PEFT's scale folded into Bᵀ.
+/// An adapter resident in a model's pool, ready to pass to [`Model::forward`]. Clones share the
+/// residency; the pool frees the adapter's pages when the last clone is dropped.
 #[derive(Debug, Clone)]
-struct LoraDelta<B: Backend> {
-    a_t: Tensor<B, 2>,
-    b_t_scaled: Tensor<B, 2>,
-}
-
-impl<B: Backend> LoraDelta<B> {
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        x.matmul(self.a_t.clone()).matmul(self.b_t_scaled.clone())
-    }
-
-    /// The dense update s·(B·A)ᵀ = Aᵀ·(s·Bᵀ), for merging into Wᵀ.
-    fn dense_t(&self) -> Tensor<B, 2> {
-        self.a_t.clone().matmul(self.b_t_scaled.clone())
-    }
-}
-
-/// An adapter resident on a device, ready to pass to [`Model::forward`].
-#[derive(Debug, Clone)]
-pub struct Adapter<B: Backend> {
+pub struct Adapter<B: SgmvBackend> {
     pub name: String,
     pub rank: usize,
-    /// `[layer][target index in Target::ALL]`.
-    deltas: Vec<[Option<LoraDelta<B>>; 7]>,
+    resident: Arc<Resident<B::Pool>>,
 }
 
-impl<B: Backend> Adapter<B> {
-    /// Uploads validated adapter weights (see [`AdapterWeights`]) to `device`.
-    pub fn new(weights: &AdapterWeights, config: &ModelConfig, device: &B::Device) -> Self {
-        let scale = weights.config.scale() as f32;
-        let r = weights.config.rank;
-        let mut deltas: Vec<[Option<LoraDelta<B>>; 7]> =
-            (0..config.num_layers).map(|_| Default::default()).collect();
-        for pair in &weights.pairs {
-            let (fan_in, fan_out) = pair.target.dims(config);
-            let a_t = transposed::<B>(&pair.a, [r, fan_in], device);
-            let b_t_scaled = transposed::<B>(&pair.b, [fan_out, r], device) * scale;
-            deltas[pair.layer][target_index(pair.target)] = Some(LoraDelta { a_t, b_t_scaled });
-        }
-        Self {
-            name: weights.name.clone(),
-            rank: r,
-            deltas,
-        }
-    }
+#[derive(Debug)]
+struct Resident<P: AdapterPool> {
+    pool: P,
+    id: AdapterId,
+    /// The model whose pool holds the adapter; another model's pool would not know the id.
+    model: u64,
+}
 
-    fn delta(&self, layer: usize, target: Target) -> Option<&LoraDelta<B>> {
-        self.deltas.get(layer)?[target_index(target)].as_ref()
+impl<P: AdapterPool> Drop for Resident<P> {
+    fn drop(&mut self) {
+        self.pool.remove(self.id);
+    }
+}
+
+/// Which adapter each sequence of a batch runs with.
+#[derive(Debug)]
+pub enum Adapters<'a, B: SgmvBackend> {
+    /// The base model alone.
+    None,
+    /// One adapter for every sequence.
+    All(&'a Adapter<B>),
+    /// One entry per sequence, in batch order; `None` runs that sequence on the base model.
+    PerSequence(&'a [Option<&'a Adapter<B>>]),
+}
+
+impl<B: SgmvBackend> Clone for Adapters<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: SgmvBackend> Copy for Adapters<'_, B> {}
+
+impl<'a, B: SgmvBackend> From<Option<&'a Adapter<B>>> for Adapters<'a, B> {
+    fn from(adapter: Option<&'a Adapter<B>>) -> Self {
+        adapter.map_or(Adapters::None, Adapters::All)
     }
 }
 
@@ -105,28 +106,49 @@ fn target_index(target: Target) -> usize {
         .expect("every target is in ALL")
 }
 
+/// The projection number SGMV keys an adapter's pairs by.
+fn projection_key(layer: usize, target: Target) -> u32 {
+    (layer * Target::ALL.len() + target_index(target)) as u32
+}
+
 #[derive(Debug, Clone)]
-struct Layer<B: Backend> {
+struct Layer<B: SgmvBackend> {
     input_norm: Tensor<B, 1>,
     post_attention_norm: Tensor<B, 1>,
     /// Indexed like `Target::ALL`: q, k, v, o, gate, up, down.
     projections: [Linear<B>; 7],
 }
 
-impl<B: Backend> Layer<B> {
+impl<B: SgmvBackend> Layer<B> {
+    /// The base projection, plus each segment's LoRA delta through SGMV when the batch carries
+    /// adapters.
     fn project(
         &self,
         layer: usize,
         target: Target,
         x: Tensor<B, 2>,
-        adapter: Option<&Adapter<B>>,
-    ) -> Tensor<B, 2> {
-        let base = self.projections[target_index(target)].forward(x.clone());
-        match adapter.and_then(|a| a.delta(layer, target)) {
-            Some(delta) => base + delta.forward(x),
-            None => base,
+        lora: Option<&Lora<'_, B>>,
+    ) -> Result<Tensor<B, 2>, ModelError> {
+        match lora {
+            None => Ok(self.projections[target_index(target)].forward(x)),
+            Some(lora) => {
+                let base = self.projections[target_index(target)].forward(x.clone());
+                Ok(B::sgmv(
+                    lora.pool,
+                    x,
+                    base,
+                    &lora.segments,
+                    projection_key(layer, target),
+                )?)
+            }
         }
     }
+}
+
+/// A forward pass's adapters, resolved to pool segments over its `[batch·seq]` rows.
+struct Lora<'a, B: SgmvBackend> {
+    pool: &'a B::Pool,
+    segments: Vec<Segment>,
 }
 
 /// Keys and values of the positions seen so far, per layer: [batch, kv_heads, len, head_dim].
@@ -156,7 +178,7 @@ impl<B: Backend> KvCache<B> {
 
 /// A loaded base model on one device.
 #[derive(Debug, Clone)]
-pub struct Model<B: Backend> {
+pub struct Model<B: SgmvBackend> {
     pub config: ModelConfig,
     embed: Tensor<B, 2>,
     layers: Vec<Layer<B>>,
@@ -164,9 +186,14 @@ pub struct Model<B: Backend> {
     lm_head_t: Tensor<B, 2>,
     rope: Rope,
     device: B::Device,
+    pool: B::Pool,
+    /// Tells this model's adapters from another's (see [`Resident::model`]).
+    id: u64,
 }
 
-impl<B: Backend> Model<B> {
+static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(0);
+
+impl<B: SgmvBackend> Model<B> {
     /// Loads `config.json` and `model.safetensors` (or its shards) from a Hugging Face folder.
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self, ModelError> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
@@ -178,6 +205,16 @@ impl<B: Backend> Model<B> {
         config: ModelConfig,
         weights: &WeightFiles,
         device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        Self::from_weights_with_pool(config, weights, device, PoolOptions::default())
+    }
+
+    /// Like [`Model::from_weights`], with the adapter pool sized by `pool`.
+    pub fn from_weights_with_pool(
+        config: ModelConfig,
+        weights: &WeightFiles,
+        device: &B::Device,
+        pool: PoolOptions,
     ) -> Result<Self, ModelError> {
         let c = &config;
         let vector = |name: &str, len: usize| -> Result<Tensor<B, 1>, ModelError> {
@@ -239,6 +276,8 @@ impl<B: Backend> Model<B> {
             layers,
             lm_head_t,
             device: device.clone(),
+            pool: B::new_pool(device, pool)?,
+            id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
             config,
         })
     }
@@ -247,21 +286,56 @@ impl<B: Backend> Model<B> {
         &self.device
     }
 
-    /// Uploads an adapter validated against this model's config.
-    pub fn adapter(&self, weights: &AdapterWeights) -> Adapter<B> {
-        Adapter::new(weights, &self.config, &self.device)
+    /// Uploads an adapter validated against this model's config (see [`AdapterWeights`]) into
+    /// the model's adapter pool.
+    pub fn adapter(&self, weights: &AdapterWeights) -> Result<Adapter<B>, ModelError> {
+        let err = |source| ModelError::Adapter {
+            name: weights.name.clone(),
+            source,
+        };
+        let scale = weights.config.scale() as f32;
+        let mut matrices = AdapterMatrices::new();
+        for pair in &weights.pairs {
+            let m = LoraMatrices::new(
+                pair.target.dims(&self.config),
+                weights.config.rank,
+                pair.a.clone(),
+                pair.b.clone(),
+                scale,
+            )
+            .map_err(err)?;
+            matrices.insert(projection_key(pair.layer, pair.target), m);
+        }
+        let id = self.pool.insert(&matrices).map_err(err)?;
+        Ok(Adapter {
+            name: weights.name.clone(),
+            rank: weights.config.rank,
+            resident: Arc::new(Resident {
+                pool: self.pool.clone(),
+                id,
+                model: self.id,
+            }),
+        })
     }
 
-    /// A copy of this model with `adapter` folded into its weights (W + s·B·A).
-    pub fn merged(&self, adapter: &Adapter<B>) -> Self {
+    /// Bytes of device memory the resident adapters take.
+    pub fn adapter_bytes(&self) -> u64 {
+        self.pool.resident_bytes()
+    }
+
+    /// A copy of this model with `adapter` folded into its weights (W + s·B·A). The copy shares
+    /// this model's adapter pool.
+    pub fn merged(&self, adapter: &AdapterWeights) -> Self {
+        let scale = adapter.config.scale() as f32;
+        let r = adapter.config.rank;
         let mut merged = self.clone();
-        for (i, layer) in merged.layers.iter_mut().enumerate() {
-            for target in Target::ALL {
-                if let Some(delta) = adapter.delta(i, target) {
-                    let p = &mut layer.projections[target_index(target)];
-                    p.weight_t = p.weight_t.clone() + delta.dense_t();
-                }
-            }
+        for pair in &adapter.pairs {
+            let (fan_in, fan_out) = pair.target.dims(&self.config);
+            // s·(B·A)ᵀ = Aᵀ·(s·Bᵀ)
+            let a_t = transposed::<B>(&pair.a, [r, fan_in], &self.device);
+            let b_t = transposed::<B>(&pair.b, [fan_out, r], &self.device) * scale;
+            let p = &mut merged.layers[pair.layer].projections[target_index(pair.target)];
+            p.weight_t = p.weight_t.clone() + a_t.matmul(b_t);
         }
         merged
     }
@@ -276,12 +350,12 @@ impl<B: Backend> Model<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
-        adapter: Option<&Adapter<B>>,
-    ) -> Tensor<B, 3> {
+        adapters: Adapters<'_, B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
         let [batch, seq] = tokens.dims();
-        let h = self.hidden(tokens, cache, adapter);
-        h.matmul(self.lm_head_t.clone())
-            .reshape([batch, seq, self.config.vocab_size])
+        let h = self.hidden(tokens, cache, adapters)?;
+        Ok(h.matmul(self.lm_head_t.clone())
+            .reshape([batch, seq, self.config.vocab_size]))
     }
 
     /// Like [`Model::forward`], but only the last position's logits, [batch, vocab]: all that
@@ -290,16 +364,56 @@ impl<B: Backend> Model<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
-        adapter: Option<&Adapter<B>>,
-    ) -> Tensor<B, 2> {
+        adapters: Adapters<'_, B>,
+    ) -> Result<Tensor<B, 2>, ModelError> {
         let [batch, seq] = tokens.dims();
         let hidden = self.config.hidden_size;
         let h = self
-            .hidden(tokens, cache, adapter)
+            .hidden(tokens, cache, adapters)?
             .reshape([batch, seq, hidden])
             .slice([0..batch, seq - 1..seq, 0..hidden])
             .reshape([batch, hidden]);
-        h.matmul(self.lm_head_t.clone())
+        Ok(h.matmul(self.lm_head_t.clone()))
+    }
+
+    /// Resolves a batch's adapters to SGMV segments over its `batch · seq` rows (sequence b owns
+    /// rows `b·seq .. (b+1)·seq`); `None` when no sequence has an adapter.
+    fn lora(
+        &self,
+        adapters: Adapters<'_, B>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<Option<Lora<'_, B>>, ModelError> {
+        let per_sequence: Vec<Option<&Adapter<B>>> = match adapters {
+            Adapters::None => return Ok(None),
+            Adapters::All(a) => vec![Some(a); batch],
+            Adapters::PerSequence(list) if list.len() == batch => list.to_vec(),
+            Adapters::PerSequence(list) => {
+                return Err(ModelError::Generation(format!(
+                    "{} adapters given for a batch of {batch} sequences",
+                    list.len()
+                )));
+            }
+        };
+        if per_sequence.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let mut rows = Vec::with_capacity(batch * seq);
+        for adapter in per_sequence {
+            if let Some(a) = adapter
+                && a.resident.model != self.id
+            {
+                return Err(ModelError::Generation(format!(
+                    "adapter `{}` was loaded into another model",
+                    a.name
+                )));
+            }
+            rows.extend(std::iter::repeat_n(adapter.map(|a| a.resident.id), seq));
+        }
+        Ok(Some(Lora {
+            pool: &self.pool,
+            segments: tributary_sgmv::segments(&rows),
+        }))
     }
 
     /// The final-norm hidden states, [batch·seq, hidden].
@@ -307,10 +421,12 @@ impl<B: Backend> Model<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
-        adapter: Option<&Adapter<B>>,
-    ) -> Tensor<B, 2> {
+        adapters: Adapters<'_, B>,
+    ) -> Result<Tensor<B, 2>, ModelError> {
         let c = &self.config;
         let [batch, seq] = tokens.dims();
+        let lora = self.lora(adapters, batch, seq)?;
+        let lora = lora.as_ref();
         let offset = cache.len;
         let (cos, sin) = self.rope.tables::<B>(offset, seq, &self.device);
         let mask = (seq > 1).then(|| causal_mask::<B>(seq, offset, &self.device));
@@ -319,9 +435,9 @@ impl<B: Backend> Model<B> {
         let mut h = self.embed.clone().select(0, ids); // [batch·seq, hidden]
         for (i, layer) in self.layers.iter().enumerate() {
             let x = rms_norm(h.clone(), &layer.input_norm, c.rms_norm_eps);
-            let q = layer.project(i, Target::Q, x.clone(), adapter);
-            let k = layer.project(i, Target::K, x.clone(), adapter);
-            let v = layer.project(i, Target::V, x, adapter);
+            let q = layer.project(i, Target::Q, x.clone(), lora)?;
+            let k = layer.project(i, Target::K, x.clone(), lora)?;
+            let v = layer.project(i, Target::V, x, lora)?;
             let heads =
                 |t: Tensor<B, 2>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
             let q = apply_rope(heads(q, c.num_heads), &cos, &sin);
@@ -334,15 +450,15 @@ impl<B: Backend> Model<B> {
             cache.layers[i] = Some((k.clone(), v.clone()));
             let attn = attention(q, k, v, c, mask.clone()); // [batch, seq, heads·head_dim]
             let attn = attn.reshape([batch * seq, c.num_heads * c.head_dim]);
-            h = h + layer.project(i, Target::O, attn, adapter);
+            h = h + layer.project(i, Target::O, attn, lora)?;
 
             let x = rms_norm(h.clone(), &layer.post_attention_norm, c.rms_norm_eps);
-            let gate = activation::silu(layer.project(i, Target::Gate, x.clone(), adapter));
-            let up = layer.project(i, Target::Up, x, adapter);
-            h = h + layer.project(i, Target::Down, gate * up, adapter);
+            let gate = activation::silu(layer.project(i, Target::Gate, x.clone(), lora)?);
+            let up = layer.project(i, Target::Up, x, lora)?;
+            h = h + layer.project(i, Target::Down, gate * up, lora)?;
         }
         cache.len += seq;
-        rms_norm(h, &self.norm, c.rms_norm_eps)
+        Ok(rms_norm(h, &self.norm, c.rms_norm_eps))
     }
 }
 

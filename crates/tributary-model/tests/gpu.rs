@@ -18,7 +18,7 @@ fn dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run<B: burn::tensor::backend::Backend>(
+fn run<B: tributary_model::SgmvBackend>(
     model: &Model<B>,
     adapter: Option<&tributary_model::Adapter<B>>,
     prompt: &[u32],
@@ -45,7 +45,10 @@ fn wgpu_matches_cpu_on_every_fixture() {
         let weights =
             AdapterWeights::open_dir(&dir(name).join("adapters").join(adapter_name), &cpu.config)
                 .unwrap();
-        let (cpu_adapter, gpu_adapter) = (cpu.adapter(&weights), gpu.adapter(&weights));
+        let (cpu_adapter, gpu_adapter) = (
+            cpu.adapter(&weights).unwrap(),
+            gpu.adapter(&weights).unwrap(),
+        );
         for (label, with_adapter) in [("base", false), ("adapter", true)] {
             let (cl, ct) = run(&cpu, with_adapter.then_some(&cpu_adapter), &prompt);
             let (gl, gt) = run(&gpu, with_adapter.then_some(&gpu_adapter), &prompt);
@@ -59,4 +62,16 @@ fn wgpu_matches_cpu_on_every_fixture() {
             assert_eq!(ct, gt, "{name} {label}: greedy tokens");
         }
     }
+}
+
+mod common;
+
+#[test]
+fn mixed_adapter_batch_matches_sequences_run_alone_on_wgpu() {
+    let model = common::load::<Wgpu>(
+        &dir("llama-gqa"),
+        &burn::backend::wgpu::WgpuDevice::default(),
+    );
+    let worst = common::batch_matches_sequences_run_alone(&model);
+    eprintln!("max |Δlogit| batch vs alone: {worst:e}");
 }

@@ -67,11 +67,14 @@ fn check(
     assert_eq!(run.tokens, case.greedy, "{label}: greedy tokens");
 }
 
+fn adapter_weights(model: &Model<B>, fixture: &str, adapter: &str) -> AdapterWeights {
+    AdapterWeights::open_dir(&dir(fixture).join("adapters").join(adapter), &model.config).unwrap()
+}
+
 fn load_adapter(model: &Model<B>, fixture: &str, adapter: &str) -> tributary_model::Adapter<B> {
-    let weights =
-        AdapterWeights::open_dir(&dir(fixture).join("adapters").join(adapter), &model.config)
-            .unwrap();
-    model.adapter(&weights)
+    model
+        .adapter(&adapter_weights(model, fixture, adapter))
+        .unwrap()
 }
 
 #[test]
@@ -126,8 +129,9 @@ fn merged_adapters_agree_with_unmerged() {
     for name in FIXTURES {
         let model = Model::<B>::load(&dir(name), &device).unwrap();
         for (adapter_name, cases) in reference(name).adapters {
-            let adapter = load_adapter(&model, name, &adapter_name);
-            let merged = model.merged(&adapter);
+            let weights = adapter_weights(&model, name, &adapter_name);
+            let adapter = model.adapter(&weights).unwrap();
+            let merged = model.merged(&weights);
             for (i, case) in cases.iter().enumerate() {
                 let label = format!("{name}+{adapter_name} merged, prompt {i}");
                 check(&label, &merged, None, case);

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use burn::backend::{NdArray, Wgpu};
-use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tributary_model::{AdapterWeights, Model, SamplingParams, Tokenizer, generate};
+use tributary_model::{AdapterWeights, Model, SamplingParams, SgmvBackend, Tokenizer, generate};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Device {
@@ -68,7 +67,7 @@ fn step(bar: &ProgressBar, message: &str) {
     bar.inc(1);
 }
 
-fn run_on<B: Backend>(args: &RunArgs, device: &B::Device) -> Result<()> {
+fn run_on<B: SgmvBackend>(args: &RunArgs, device: &B::Device) -> Result<()> {
     let bar = ProgressBar::new(if args.adapter.is_some() { 3 } else { 2 });
     bar.set_style(
         ProgressStyle::with_template("{spinner} loading [{bar:20}] {pos}/{len} {msg}")
@@ -90,7 +89,7 @@ fn run_on<B: Backend>(args: &RunArgs, device: &B::Device) -> Result<()> {
             step(&bar, "adapter");
             let weights = AdapterWeights::open_dir(dir, &model.config)?;
             tracing::info!(name = %weights.name, rank = weights.config.rank, "adapter loaded");
-            Some(model.adapter(&weights))
+            Some(model.adapter(&weights)?)
         }
         None => None,
     };

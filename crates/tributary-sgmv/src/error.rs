@@ -2,6 +2,7 @@ use thiserror::Error;
 
 /// Why a GPU operation could not run. Shape and size problems are caught before anything is
 /// submitted, so a caller learns which argument was at fault instead of seeing a device error.
+#[cfg(feature = "wgpu")]
 #[derive(Debug, Error)]
 pub enum GpuError {
     #[error("no GPU adapter available: {0}")]
@@ -28,4 +29,29 @@ pub enum GpuError {
     Poll(#[from] wgpu::PollError),
     #[error("the GPU rejected the work: {0}")]
     Device(String),
+}
+
+/// Why an SGMV call or an adapter upload was refused; checked before any work is queued.
+#[derive(Debug, Error)]
+pub enum SgmvError {
+    #[error("`{argument}` has {got} elements, expected {expected}")]
+    Shape {
+        argument: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{argument} must be at least 1")]
+    Empty { argument: &'static str },
+    #[error("bad segments: {0}")]
+    Segments(String),
+    #[error("adapter does not fit the batch: {0}")]
+    Mismatch(String),
+    #[error("adapter {0} is not resident in the pool")]
+    UnknownAdapter(u32),
+    #[error("adapter pool: {0}")]
+    Pool(String),
+    #[error("adapter pool is full: {needed_bytes} bytes needed, {free_bytes} free")]
+    PoolFull { needed_bytes: u64, free_bytes: u64 },
+    #[error("reading back from the device failed: {0}")]
+    Readback(String),
 }

@@ -166,21 +166,15 @@ fn check_shapes(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Result<(), Gp
     Ok(())
 }
 
-/// Lays `ceil(rows / ROWS_PER_GROUP)` workgroups out as a 2-D grid whose x extent stays within
-/// the device's per-dimension limit (65,535 on WebGPU).
+/// Row groups laid out within the device's per-dimension grid limit (65,535 on WebGPU).
 fn grid(rows: usize, max_per_dim: u32) -> Result<(u32, u32), GpuError> {
-    let groups = rows.div_ceil(ROWS_PER_GROUP as usize);
-    let max = max_per_dim as usize;
-    let groups_x = groups.min(max);
-    let groups_y = groups.div_ceil(groups_x);
-    if groups_y > max {
-        return Err(GpuError::TooLarge {
+    crate::plan::fold_grid(rows.div_ceil(ROWS_PER_GROUP as usize), max_per_dim).ok_or(
+        GpuError::TooLarge {
             argument: "rows",
             bytes: rows as u64,
-            limit: (max * max) as u64 * u64::from(ROWS_PER_GROUP),
-        });
-    }
-    Ok((groups_x as u32, groups_y as u32))
+            limit: u64::from(max_per_dim).pow(2) * u64::from(ROWS_PER_GROUP),
+        },
+    )
 }
 
 /// CPU reference: each dot product accumulated in f64, then rounded once to f32, so it is more

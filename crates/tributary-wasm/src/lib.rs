@@ -1,9 +1,10 @@
 //! JavaScript bindings for the browser smoke pages and their Playwright tests: the WGSL kernels
-//! of `tributary-sgmv` (against the same CPU reference the native tests use) and the
+//! of `tributary-sgmv` (matvec and SGMV, against the same CPU references the native tests use) and the
 //! `tributary-model` transformer on burn's `Wgpu` backend over the tab's WebGPU device.
 #![cfg(target_arch = "wasm32")]
 
 mod model;
+mod sgmv;
 
 use std::rc::Rc;
 

@@ -21,7 +21,7 @@ thread_local! {
 
 /// burn's wgpu runtime must be set up asynchronously in a browser (its synchronous set-up
 /// blocks, which the web forbids); once per page.
-async fn device() -> WgpuDevice {
+pub(crate) async fn device() -> WgpuDevice {
     let device = WgpuDevice::default();
     if !DEVICE_READY.get() {
         init_setup_async::<AutoGraphicsApi>(&device, RuntimeOptions::default()).await;
@@ -73,7 +73,7 @@ impl BrowserModel {
         self.inner
             .adapters
             .borrow_mut()
-            .insert(name.to_owned(), model.adapter(&adapter));
+            .insert(name.to_owned(), model.adapter(&adapter)?);
         Ok(())
     }
 

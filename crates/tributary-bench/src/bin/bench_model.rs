@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use clap::{Parser, ValueEnum};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tributary_model::Model;
+use tributary_model::{Adapters, Model, SgmvBackend};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Engine {
@@ -100,7 +100,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// (prefill seconds, decode seconds) for one run, greedy, reading logits back every step as
 /// generation does.
-fn ours<B: Backend>(
+fn ours<B: SgmvBackend>(
     dir: &Path,
     prompt: &[u32],
     decode: usize,
@@ -126,15 +126,15 @@ fn ours<B: Backend>(
     };
     // Warm-up so that one-time costs (kernel compilation on wgpu) are not timed.
     let mut cache = model.new_cache();
-    argmax(model.forward_last(ids(&prompt[..8]), &mut cache, None))?;
+    argmax(model.forward_last(ids(&prompt[..8]), &mut cache, Adapters::None)?)?;
 
     let mut cache = model.new_cache();
     let t = Instant::now();
-    let mut next = argmax(model.forward_last(ids(prompt), &mut cache, None))?;
+    let mut next = argmax(model.forward_last(ids(prompt), &mut cache, Adapters::None)?)?;
     let prefill = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for _ in 0..decode {
-        next = argmax(model.forward_last(ids(&[next]), &mut cache, None))?;
+        next = argmax(model.forward_last(ids(&[next]), &mut cache, Adapters::None)?)?;
     }
     Ok((prefill, t.elapsed().as_secs_f64()))
 }
