@@ -33,7 +33,8 @@ pub struct PoolGeometry {
 impl PoolGeometry {
     /// Fits `capacity_bytes` of pages into at most [`MAX_CHUNKS`] bindings of at most
     /// `max_binding_bytes` each. A capacity over one binding is split, not refused; one over all
-    /// four is refused, naming the limit.
+    /// four is refused, naming the limit. Chunks are a quarter of the capacity where the limit
+    /// allows, so a pool that holds little takes little (chunks are allocated as they fill).
     pub fn new(capacity_bytes: u64, max_binding_bytes: u64) -> Result<Self, SgmvError> {
         let capacity_pages = capacity_bytes / PAGE_BYTES;
         // Page ids are u32 and offsets within a chunk are u32 float indices in WGSL.
@@ -44,7 +45,7 @@ impl PoolGeometry {
                 "a pool of {capacity_bytes} bytes with bindings of {max_binding_bytes} bytes holds no {PAGE_BYTES}-byte page"
             )));
         }
-        let pages_per_chunk = per_binding.min(capacity_pages);
+        let pages_per_chunk = per_binding.min(capacity_pages.div_ceil(MAX_CHUNKS as u64));
         let chunks = capacity_pages.div_ceil(pages_per_chunk);
         if chunks > MAX_CHUNKS as u64 {
             return Err(SgmvError::Pool(format!(
@@ -157,9 +158,16 @@ mod tests {
         // Over four bindings: refused with the reason.
         let err = PoolGeometry::new(17 * PAGE_BYTES, 4 * PAGE_BYTES).unwrap_err();
         assert!(err.to_string().contains("5 bindings"), "{err}");
-        // WebGPU's default 128 MiB binding and a 256 MiB pool: two chunks.
+        // WebGPU's default 128 MiB binding and a 256 MiB pool: four chunks of 64 MiB.
         let g = PoolGeometry::new(256 << 20, 128 << 20).unwrap();
-        assert_eq!(g.max_chunks, 2);
+        assert_eq!((g.max_chunks, g.chunk_bytes()), (4, 64 << 20));
+        // A two-page pool: two one-page chunks.
+        assert_eq!(
+            PoolGeometry::new(2 * PAGE_BYTES, 1 << 20)
+                .unwrap()
+                .max_chunks,
+            2
+        );
     }
 
     #[test]

@@ -36,7 +36,14 @@ pub async fn sgmv_check(
         seed: u64::from(seed),
     });
     let device = crate::model::device().await;
-    let pool = Wgpu::new_pool(&device, PoolOptions::default())?;
+    // The largest case (67 adapters of ranks up to 128 over 2049-wide vectors) takes ~50 MiB.
+    let pool = Wgpu::new_pool(
+        &device,
+        PoolOptions {
+            capacity_bytes: 64 << 20,
+            max_binding_bytes: None,
+        },
+    )?;
     let ids = case
         .adapters
         .iter()

@@ -1,6 +1,8 @@
-//! `cargo xtask bench model`: a report, not a test. Each engine runs in its own process on the
-//! same random checkpoint; figures are medians of a few runs and are quoted as ratios measured in
-//! this one run, since these machines are shared and noisy.
+//! `cargo xtask bench model|sgmv`: reports, not tests. Figures are medians of a few runs and are
+//! quoted as ratios measured in one run, since these machines are shared and noisy. `model` runs
+//! each engine in its own process on the same random checkpoint; `sgmv` times the SGMV scenarios
+//! of `tributary_bench::sgmv` on lavapipe (or, with `--adapter-from-env`, on whatever wgpu adapter
+//! `WGPU_ADAPTER_NAME` / `WGPU_BACKEND` select).
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -10,11 +12,70 @@ use serde_json::Value;
 
 use crate::cmd::{self, Workspace};
 
-pub fn run(root: &Path, what: &str) -> Result<ExitCode> {
+pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> {
     match what {
         "model" => model(root),
-        other => bail!("unknown benchmark `{other}` (available: model)"),
+        "sgmv" => sgmv(root, adapter_from_env),
+        other => bail!("unknown benchmark `{other}` (available: model, sgmv)"),
     }
+}
+
+fn sgmv(root: &Path, adapter_from_env: bool) -> Result<ExitCode> {
+    let ws = Workspace::read(root)?;
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "tributary-bench",
+        "--bin",
+        "bench-sgmv",
+    ]))?;
+    let mut command = Command::new(ws.target_dir.join("release/bench-sgmv"));
+    if !adapter_from_env {
+        command
+            .env("VK_ICD_FILENAMES", cmd::lavapipe_icd()?)
+            .env("WGPU_BACKEND", "vulkan");
+    }
+    let out = command
+        .output()
+        .with_context(|| format!("running {}", cmd::display(&command)))?;
+    if !out.status.success() {
+        bail!(
+            "bench-sgmv failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("bench-sgmv printed no JSON")?;
+    let ms = |name: &str| v[name].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "\nSGMV, hidden 2048 -> 2048, rank 16, f32; wgpu {}; medians in ms\n",
+        if adapter_from_env {
+            "adapter from the environment"
+        } else {
+            "on lavapipe"
+        }
+    );
+    println!("| scenario | ms |");
+    println!("|---|---|");
+    if let Some(map) = v.as_object() {
+        for (name, t) in map {
+            println!("| {name} | {:.3} |", t.as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    println!(
+        "\n32 distinct adapters vs 32 rows of one adapter: {:.2}x the throughput (goal >= 0.9x)",
+        ms("sgmv b32 identical") / ms("sgmv b32 distinct")
+    );
+    println!(
+        "one SGMV launch vs one launch per adapter (32): {:.2}x faster",
+        ms("looped b32 distinct") / ms("sgmv b32 distinct")
+    );
+    println!(
+        "shrink+expand / base matmul: batch 1 {:.2}, batch 32 {:.2}",
+        ms("sgmv b1 identical") / ms("matmul b1"),
+        ms("sgmv b32 distinct") / ms("matmul b32")
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn model(root: &Path) -> Result<ExitCode> {

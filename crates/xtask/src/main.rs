@@ -30,16 +30,20 @@ enum Command {
     Setup,
     /// `setup`, then every test suite; ends with one `N passed, N failed` line.
     Test,
-    /// `setup`, build, and run the project's main job.
-    /// Benchmark reports (not tests): `model` compares our model with candle on the CPU.
+    /// Benchmark reports (not tests): `model` compares our model with candle on the CPU;
+    /// `sgmv` times the SGMV kernels (mixed vs one adapter, vs a launch per adapter, vs matmul).
     Bench {
-        /// What to measure.
+        /// What to measure: model or sgmv.
         #[arg(default_value = "model")]
         what: String,
+        /// sgmv: use the wgpu adapter WGPU_BACKEND / WGPU_ADAPTER_NAME select instead of lavapipe.
+        #[arg(long)]
+        adapter_from_env: bool,
     },
     /// Regenerate tributary-model's reference fixtures with transformers + PEFT (pinned, in a
     /// virtual environment under ~/.cache/tributary/pyref; not run by `test`).
     Fixtures,
+    /// `setup`, build, and run the project's main job.
     Demo {
         /// Port for the local server.
         #[arg(long, default_value_t = 8080)]
@@ -57,7 +61,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run(&root),
         Command::Test => test::run(&root),
-        Command::Bench { what } => bench::run(&root, &what),
+        Command::Bench {
+            what,
+            adapter_from_env,
+        } => bench::run(&root, &what, adapter_from_env),
         Command::Fixtures => fixtures::run(&root),
         Command::Demo { port, once } => demo::run(&root, port, once),
     };

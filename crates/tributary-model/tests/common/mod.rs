@@ -44,7 +44,7 @@ pub fn random_adapter<B: SgmvBackend>(
         name: name.to_owned(),
         config: LoraConfig {
             rank,
-            alpha: rank as f64,
+            alpha: 1.5 * rank as f64,
             use_rslora: false,
             targets: targets.to_vec(),
         },
