@@ -145,18 +145,16 @@ mod tests {
 
     #[test]
     fn capacity_over_one_binding_is_split_across_chunks() {
-        // 10 pages of capacity, 4 pages per binding → 3 chunks.
-        let g = PoolGeometry::new(10 * PAGE_BYTES, 4 * PAGE_BYTES).unwrap();
-        assert_eq!(
-            g,
-            PoolGeometry {
-                pages_per_chunk: 4,
-                max_chunks: 3
-            }
-        );
-        assert_eq!(g.locate(5), (1, PAGE_FLOATS as u32));
-        // Over four bindings: refused with the reason.
-        let err = PoolGeometry::new(17 * PAGE_BYTES, 4 * PAGE_BYTES).unwrap_err();
+        // 12 pages, at most 3 per binding → 4 chunks of 3.
+        let g = PoolGeometry::new(12 * PAGE_BYTES, 3 * PAGE_BYTES).unwrap();
+        let want = PoolGeometry {
+            pages_per_chunk: 3,
+            max_chunks: 4,
+        };
+        assert_eq!(g, want);
+        assert_eq!(g.locate(5), (1, 2 * PAGE_FLOATS as u32));
+        // 10 pages at 2 per binding would need 5 bindings: refused with the reason.
+        let err = PoolGeometry::new(10 * PAGE_BYTES, 2 * PAGE_BYTES).unwrap_err();
         assert!(err.to_string().contains("5 bindings"), "{err}");
         // WebGPU's default 128 MiB binding and a 256 MiB pool: four chunks of 64 MiB.
         let g = PoolGeometry::new(256 << 20, 128 << 20).unwrap();

@@ -8,8 +8,8 @@ use crate::pages::{PAGE_FLOATS, pages_for};
 
 /// Token rows per work item; must match `ROWS` in the kernels.
 pub const ROWS_PER_ITEM: usize = 4;
-/// Rank indices per shrink work item (the kernel's 4 slots of 64 lanes).
-pub const RANKS_PER_ITEM: usize = 4;
+/// Rank indices per shrink work item (the kernel's 16 slots of 16 lanes).
+pub const RANKS_PER_ITEM: usize = 16;
 pub const HEADER_LEN: usize = 16;
 
 /// An adapter pair laid out in pool pages.
@@ -216,8 +216,8 @@ mod tests {
             },
         ];
         let p = plan((300, 600), &segs, 64, 65_535).unwrap();
-        // Rank 1, 5 rows: 2 row tiles × 1 rank group; rank 128, 1 row: 1 × 32.
-        assert_eq!(p.shrink_items, 2 + 32);
+        // Rank 1, 5 rows: 2 row tiles × 1 rank group; rank 128, 1 row: 1 × 8.
+        assert_eq!(p.shrink_items, 2 + 8);
         // 600 outputs are 3 pages: 3 tiles per row tile.
         assert_eq!(p.expand_items, 2 * 3 + 3);
         assert_eq!(p.v_len, 5 + 128);

@@ -1,11 +1,13 @@
 // SGMV shrink: v = A·x for every row of every segment that has an adapter (f32 out).
 //
-// One workgroup per work item: up to ROWS rows of one segment × SLOTS rank indices. The host
-// lists work items per segment, ceil(rank / SLOTS) of them per row tile, so a rank-1 segment
-// costs one item and a rank-128 segment 32: mixed ranks with no padding to the largest. Each
-// step stages one page-wide tile of the rows' x in workgroup memory; each slot's 64 lanes walk
-// the matching page of its A row; a fixed-shape tree sums the lanes. No atomics, and the order of
-// every sum depends only on the shapes, so the same inputs give the same bits.
+// One workgroup per work item: up to ROWS rows of one segment × SLOTS rank indices, LANES
+// invocations per rank index. The host lists ceil(rank / SLOTS) items per row tile, so a rank-1
+// segment costs one item and a rank-128 segment eight: mixed ranks with no padding to the
+// largest. Each lane walks a strided slice of its A row page by page and multiplies it with every
+// row of the tile; x is read straight from storage (all slots read the same values, which the
+// cache serves), so the main loop has no barriers. A fixed-shape tree sums the lanes at the end.
+// No atomics, and the order of every sum depends only on the shapes: the same inputs give the
+// same bits.
 //
 // plan (u32): header [in, out, pages_in, pages_out, pages_per_chunk, shrink items, expand items,
 //   shrink groups_x, expand groups_x, shrink list, expand list, segment list, …]
@@ -17,7 +19,7 @@
 @group(0) @binding(5) var<storage, read_write> x: array<f32>;
 @group(0) @binding(6) var<storage, read_write> v: array<f32>;
 
-const LANES: u32 = 64u;
+const LANES: u32 = 16u;
 const ROWS: u32 = 4u;
 
 struct Work {
@@ -34,13 +36,12 @@ struct Work {
 }
 
 var<workgroup> work: Work;
-var<workgroup> x_tile: array<f32, 1024>; // ROWS × PAGE
 var<workgroup> partial: array<f32, 1024>; // ROWS × 256 invocations
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     // Values read from storage are not uniform to WGSL; one invocation decodes the item and
-    // workgroupUniformLoad hands it to all, so the loops with barriers below are uniform.
+    // workgroupUniformLoad hands it to all, so the barriers of the reduction stay uniform.
     if (lid == 0u) {
         var w: Work;
         let item = item_index(wid, plan[7]);
@@ -69,29 +70,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let slot = lid / LANES;
     let lane = lid % LANES;
     let j = w.j0 + slot;
-    let j_ok = j < w.rank;
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var p = 0u; p < w.pages_in; p++) {
-        let base = p * PAGE;
-        for (var t = 0u; t < ROWS; t++) {
-            var value = 0.0;
-            if (t < w.rows && base + lid < w.in_dim) {
-                value = x[(w.x_row + t) * w.in_dim + base + lid];
-            }
-            x_tile[t * PAGE + lid] = value;
-        }
-        workgroupBarrier();
-        if (j_ok) {
+    if (j < w.rank) {
+        for (var p = 0u; p < w.pages_in; p++) {
             let page = plan[w.a_table + j * w.pages_in + p];
+            let base = p * PAGE;
             let len = min(PAGE, w.in_dim - base);
             for (var k = lane; k < len; k += LANES) {
                 let a = pool_load(page, w.pages_per_chunk, k);
                 for (var t = 0u; t < w.rows; t++) {
-                    acc[t] += a * x_tile[t * PAGE + k];
+                    acc[t] += a * x[(w.x_row + t) * w.in_dim + base + k];
                 }
             }
         }
-        workgroupBarrier();
     }
 
     for (var t = 0u; t < ROWS; t++) {
@@ -100,13 +91,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     for (var stride = LANES / 2u; stride > 0u; stride = stride / 2u) {
         if (lane < stride) {
-            for (var t = 0u; t < ROWS; t++) {
+            for (var t = 0u; t < w.rows; t++) {
                 partial[t * 256u + lid] += partial[t * 256u + lid + stride];
             }
         }
         workgroupBarrier();
     }
-    if (j_ok && lane == 0u) {
+    if (j < w.rank && lane == 0u) {
         for (var t = 0u; t < w.rows; t++) {
             v[w.v_base + t * w.rank + j] = partial[t * 256u + lid];
         }

@@ -279,3 +279,36 @@ impl SgmvBackend for Wgpu {
         pool.sgmv(x, y, segments, key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// cubecl reports a kernel that fails to compile in its log, not to the caller, and the
+    /// launch then does nothing: validate every kernel as cubecl will build it (the pool prelude
+    /// plus the kernel) with naga, the translator wgpu uses, so a bad shader fails here. (A
+    /// first version named a buffer `meta`, a WGSL reserved word, and silently computed nothing.)
+    #[test]
+    fn every_kernel_is_valid_wgsl() {
+        let kernels: [(&str, SourceTemplate); 3] = [
+            ("shrink", ShrinkKernel.source()),
+            ("expand", ExpandKernel.source()),
+            ("scatter", ScatterKernel.source()),
+        ];
+        for (name, source) in kernels {
+            let source = source.complete();
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+            assert!(
+                module.entry_points.iter().any(|e| e.name == "main"),
+                "{name}: SourceKernel launches the entry point `main`"
+            );
+        }
+    }
+}
