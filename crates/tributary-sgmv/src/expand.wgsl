@@ -1,6 +1,6 @@
 // SGMV expand: y += scale · Bᵀ-rows · v, for every row of every segment that has an adapter.
 //
-// One workgroup per work item: up to ROWS rows of one segment × one page-wide tile of outputs,
+// One workgroup per work item: up to 4 rows of one segment × one page-wide tile of outputs,
 // one invocation per output column. For each rank index j an invocation reads its column's value
 // in page j of Bᵀ (contiguous across the invocations) and the rows' rank values (the same address
 // for all, served by the cache) and feeds every row; no workgroup memory, no barriers. Each y
@@ -38,16 +38,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let bt_table = plan[seg + 6u];
     let scale = bitcast<f32>(plan[seg + 4u]);
 
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var j = 0u; j < rank; j++) {
-        let page = plan[bt_table + j * pages_out + tile];
-        let b = pool_load(page, pages_per_chunk, lid);
-        for (var t = 0u; t < rows; t++) {
-            acc[t] += v[v_base + t * rank + j] * b;
+    // Rows as the lanes of a vec4, rows past the tile repeating its last (see shrink.wgsl).
+    let last = rows - 1u;
+    let v1 = v_base + min(1u, last) * rank;
+    let v2 = v_base + min(2u, last) * rank;
+    let v3 = v_base + min(3u, last) * rank;
+    var acc = vec4<f32>(0.0);
+    if (rows == 1u) {
+        for (var j = 0u; j < rank; j++) {
+            let page = plan[bt_table + j * pages_out + tile];
+            acc.x += v[v_base + j] * pool_load(page, pages_per_chunk, lid);
+        }
+    } else {
+        for (var j = 0u; j < rank; j++) {
+            let page = plan[bt_table + j * pages_out + tile];
+            let vs = vec4<f32>(v[v_base + j], v[v1 + j], v[v2 + j], v[v3 + j]);
+            acc += vs * pool_load(page, pages_per_chunk, lid);
         }
     }
-    for (var t = 0u; t < rows; t++) {
-        let at = (y_row + t) * out_dim + o;
-        y[at] = y[at] + scale * acc[t];
-    }
+    let at = y_row * out_dim + o;
+    y[at] = y[at] + scale * acc.x;
+    if (rows > 1u) { y[at + out_dim] = y[at + out_dim] + scale * acc.y; }
+    if (rows > 2u) { y[at + 2u * out_dim] = y[at + 2u * out_dim] + scale * acc.z; }
+    if (rows > 3u) { y[at + 3u * out_dim] = y[at + 3u * out_dim] + scale * acc.w; }
 }

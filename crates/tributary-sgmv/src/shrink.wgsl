@@ -1,6 +1,6 @@
 // SGMV shrink: v = A·x for every row of every segment that has an adapter (f32 out).
 //
-// One workgroup per work item: up to ROWS rows of one segment × SLOTS rank indices, LANES
+// One workgroup per work item: up to 4 rows of one segment × 16 rank indices (slots), LANES
 // invocations per rank index. The host lists ceil(rank / SLOTS) items per row tile, so a rank-1
 // segment costs one item and a rank-128 segment eight: mixed ranks with no padding to the
 // largest. Each lane walks a strided slice of its A row page by page and multiplies it with every
@@ -12,7 +12,7 @@
 // plan (u32): header [in, out, pages_in, pages_out, pages_per_chunk, shrink items, expand items,
 //   shrink groups_x, expand groups_x, shrink list, expand list, segment list, …]
 //   segment (8): [first row, rows, rank, v offset, scale bits, A table, Bᵀ table, 0]
-//   shrink item (4): [segment, first row in segment, rows (1..=ROWS), first rank index]
+//   shrink item (4): [segment, first row in segment, rows (1..=4), first rank index]
 //   A table: rank × pages_in page ids (row j of A, page p at j · pages_in + p)
 
 @group(0) @binding(4) var<storage, read_write> plan: array<u32>;
@@ -20,7 +20,6 @@
 @group(0) @binding(6) var<storage, read_write> v: array<f32>;
 
 const LANES: u32 = 16u;
-const ROWS: u32 = 4u;
 
 struct Work {
     valid: u32,
@@ -36,7 +35,7 @@ struct Work {
 }
 
 var<workgroup> work: Work;
-var<workgroup> partial: array<f32, 1024>; // ROWS × 256 invocations
+var<workgroup> partial: array<vec4<f32>, 256>; // one sum per tile row, per invocation
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -70,36 +69,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let slot = lid / LANES;
     let lane = lid % LANES;
     let j = w.j0 + slot;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    // The tile's rows as four lanes of a vec4 (a private array indexed by a loop variable is
+    // kept in memory by CPU drivers such as lavapipe). Rows past the tile repeat its last row;
+    // their sums are never written.
+    let last = w.rows - 1u;
+    let x0 = w.x_row * w.in_dim;
+    let x1 = (w.x_row + min(1u, last)) * w.in_dim;
+    let x2 = (w.x_row + min(2u, last)) * w.in_dim;
+    let x3 = (w.x_row + min(3u, last)) * w.in_dim;
+    var acc = vec4<f32>(0.0);
     if (j < w.rank) {
         for (var p = 0u; p < w.pages_in; p++) {
             let page = plan[w.a_table + j * w.pages_in + p];
             let base = p * PAGE;
             let len = min(PAGE, w.in_dim - base);
-            for (var k = lane; k < len; k += LANES) {
-                let a = pool_load(page, w.pages_per_chunk, k);
-                for (var t = 0u; t < w.rows; t++) {
-                    acc[t] += a * x[(w.x_row + t) * w.in_dim + base + k];
+            if (w.rows == 1u) {
+                // One row (a segment of one decode step): no lanes to waste on the others.
+                for (var k = lane; k < len; k += LANES) {
+                    acc.x += pool_load(page, w.pages_per_chunk, k) * x[x0 + base + k];
+                }
+            } else {
+                for (var k = lane; k < len; k += LANES) {
+                    let c = base + k;
+                    let xs = vec4<f32>(x[x0 + c], x[x1 + c], x[x2 + c], x[x3 + c]);
+                    acc += pool_load(page, w.pages_per_chunk, k) * xs;
                 }
             }
         }
     }
 
-    for (var t = 0u; t < ROWS; t++) {
-        partial[t * 256u + lid] = acc[t];
-    }
+    partial[lid] = acc;
     workgroupBarrier();
     for (var stride = LANES / 2u; stride > 0u; stride = stride / 2u) {
         if (lane < stride) {
-            for (var t = 0u; t < w.rows; t++) {
-                partial[t * 256u + lid] += partial[t * 256u + lid + stride];
-            }
+            partial[lid] += partial[lid + stride];
         }
         workgroupBarrier();
     }
     if (j < w.rank && lane == 0u) {
-        for (var t = 0u; t < w.rows; t++) {
-            v[w.v_base + t * w.rank + j] = partial[t * 256u + lid];
-        }
+        let sum = partial[lid];
+        let at = w.v_base + j;
+        v[at] = sum.x;
+        if (w.rows > 1u) { v[at + w.rank] = sum.y; }
+        if (w.rows > 2u) { v[at + 2u * w.rank] = sum.z; }
+        if (w.rows > 3u) { v[at + 3u * w.rank] = sum.w; }
     }
 }
