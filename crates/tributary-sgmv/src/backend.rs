@@ -19,6 +19,9 @@ pub struct PoolOptions {
     /// Caps each binding below the device's own `maxStorageBufferBindingSize` (tests use it to
     /// force a split across bindings).
     pub max_binding_bytes: Option<u64>,
+    /// Caps the workgroups per grid dimension below the device's (65,535 on WebGPU), so tests
+    /// reach the 2-D grid with small batches.
+    pub max_workgroups_per_dim: Option<u32>,
 }
 
 impl Default for PoolOptions {
@@ -26,6 +29,7 @@ impl Default for PoolOptions {
         Self {
             capacity_bytes: 256 << 20,
             max_binding_bytes: None,
+            max_workgroups_per_dim: None,
         }
     }
 }

@@ -103,7 +103,10 @@ impl WgpuPool {
             .max_binding_bytes
             .map_or(device_binding, |cap| cap.min(device_binding));
         let geometry = PoolGeometry::new(options.capacity_bytes, max_binding)?;
-        let max_per_dim = props.hardware.max_cube_count.0;
+        let device_per_dim = props.hardware.max_cube_count.0;
+        let max_per_dim = options
+            .max_workgroups_per_dim
+            .map_or(device_per_dim, |cap| cap.clamp(1, device_per_dim));
         let chunks = (0..MAX_CHUNKS)
             .map(|_| client.empty(PAGE_BYTES as usize))
             .collect();
@@ -223,18 +226,28 @@ impl AdapterPool for WgpuPool {
             );
             next += n_a + n_b;
         }
-        for (ids, contents) in pages
-            .chunks(UPLOAD_PAGES)
-            .zip(staged.chunks(UPLOAD_PAGES * PAGE_FLOATS))
-        {
-            let grid = fold_grid(ids.len(), p.max_per_dim)
-                .expect("an upload batch is far below the grid limit");
-            let mut meta = vec![ids.len() as u32, geometry.pages_per_chunk, grid.0, 0];
-            meta.extend_from_slice(ids);
-            let meta = p.client.create_from_slice(bytemuck::cast_slice(&meta));
+        // One workgroup per page: a launch takes at most as many pages as the grid holds. Grids
+        // are checked before anything is launched, so a refusal leaves the pool as it was.
+        let per_launch = UPLOAD_PAGES.min((p.max_per_dim as usize).pow(2));
+        let launches: Option<Vec<_>> = pages
+            .chunks(per_launch)
+            .zip(staged.chunks(per_launch * PAGE_FLOATS))
+            .map(|(ids, contents)| Some((ids, contents, fold_grid(ids.len(), p.max_per_dim)?)))
+            .collect();
+        let Some(launches) = launches else {
+            p.alloc.free(&pages);
+            return Err(SgmvError::Pool(format!(
+                "{} pages do not fit the device's grid",
+                pages.len()
+            )));
+        };
+        for (ids, contents, (gx, gy)) in launches {
+            let mut plan = vec![ids.len() as u32, geometry.pages_per_chunk, gx, 0];
+            plan.extend_from_slice(ids);
+            let plan = p.client.create_from_slice(bytemuck::cast_slice(&plan));
             let staging = p.client.create_from_slice(bytemuck::cast_slice(contents));
-            let buffers = p.chunks.iter().cloned().chain([meta, staging]).collect();
-            launch(&p.client, ScatterKernel, grid, buffers);
+            let buffers = p.chunks.iter().cloned().chain([plan, staging]).collect();
+            launch(&p.client, ScatterKernel, (gx, gy), buffers);
         }
         Ok(p.slots.insert(PagedAdapter { pairs, pages }))
     }

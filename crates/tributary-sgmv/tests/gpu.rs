@@ -175,6 +175,7 @@ mod sgmv {
         let options = PoolOptions {
             capacity_bytes: 8 << 20,
             max_binding_bytes: Some(2 << 20),
+            ..PoolOptions::default()
         };
         let pool = Wgpu::new_pool(&device, options).unwrap();
         let mut s = spec(32, (2049, 2049), Popularity::Distinct);
@@ -211,6 +212,32 @@ mod sgmv {
             matches!(refused, Some(tributary_sgmv::SgmvError::PoolFull { .. })),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn work_beyond_one_grid_row_folds_into_the_second_dimension() {
+        let device = WgpuDevice::default();
+        // At most 7 workgroups per dimension: 3 rows × 9 output tiles = 27 expand items need a
+        // 7 × 4 grid.
+        let options = PoolOptions {
+            max_workgroups_per_dim: Some(7),
+            ..PoolOptions::default()
+        };
+        let pool = Wgpu::new_pool(&device, options).unwrap();
+        let case = Case::new(&spec(3, (64, 2049), Popularity::Distinct));
+        let err = case.error(&run(&pool, &case, &device)).unwrap();
+        assert!(err <= 1e-4, "relative error {err:e} on a folded grid");
+        // 67 rows need 603 expand items, over 7 × 7: refused before anything is launched.
+        let case = Case::new(&spec(67, (64, 2049), Popularity::Distinct));
+        let ids: Vec<AdapterId> = case
+            .adapters
+            .iter()
+            .map(|a| pool.insert(a).unwrap())
+            .collect();
+        let x = tensor(&case.x, [case.rows, case.fan_in], &device);
+        let y = tensor(&case.y0, [case.rows, case.fan_out], &device);
+        let err = Wgpu::sgmv(&pool, x, y, &case.segments(&ids), Case::KEY).unwrap_err();
+        assert!(err.to_string().contains("grid"), "{err}");
     }
 
     #[test]

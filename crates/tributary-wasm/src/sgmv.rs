@@ -41,7 +41,7 @@ pub async fn sgmv_check(
         &device,
         PoolOptions {
             capacity_bytes: 64 << 20,
-            max_binding_bytes: None,
+            ..PoolOptions::default()
         },
     )?;
     let ids = case
