@@ -69,6 +69,16 @@ fn random_adapter(model: &Model<B>, seed: u64) -> AdapterSource {
     }
 }
 
+/// One random adapter's bytes on each tier, measured on a roomy store.
+fn one_adapter(model: &Arc<Model<B>>) -> tributary_serve::StoreMetrics {
+    let probe = AdapterStore::new(Arc::clone(model), ROOMY);
+    probe
+        .register("probe", random_adapter(model, 0), None)
+        .unwrap();
+    drop(probe.acquire("probe").unwrap());
+    probe.metrics()
+}
+
 fn logits(model: &Model<B>, adapter: &tributary_model::Adapter<B>) -> Vec<f32> {
     let tokens = Tensor::<B, 2, Int>::from_data(
         TensorData::new(vec![5i32, 17, 42, 7], [1, 4]),
@@ -136,14 +146,7 @@ fn a_wrong_content_hash_is_refused_and_nothing_stays_resident() {
 #[test]
 fn ten_adapters_rotate_through_a_budget_of_two() {
     let model = model("llama-gqa");
-    // One adapter's size on each tier, measured on a roomy store.
-    let probe = AdapterStore::new(Arc::clone(&model), ROOMY);
-    probe
-        .register("probe", random_adapter(&model, 0), None)
-        .unwrap();
-    drop(probe.acquire("probe").unwrap());
-    let one = probe.metrics();
-    drop(probe);
+    let one = one_adapter(&model);
 
     let budgets = Budgets {
         device_bytes: 2 * one.device_bytes,
@@ -194,13 +197,7 @@ fn ten_adapters_rotate_through_a_budget_of_two() {
 #[test]
 fn pinned_adapters_are_not_evicted_and_the_host_tier_saves_reloads() {
     let model = model("llama-gqa");
-    let probe = AdapterStore::new(Arc::clone(&model), ROOMY);
-    probe
-        .register("probe", random_adapter(&model, 0), None)
-        .unwrap();
-    drop(probe.acquire("probe").unwrap());
-    let one = probe.metrics();
-    drop(probe);
+    let one = one_adapter(&model);
 
     let budgets = Budgets {
         device_bytes: 2 * one.device_bytes,

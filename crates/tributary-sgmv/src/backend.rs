@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use crate::SgmvError;
-use crate::lora::{AdapterId, AdapterMatrices, LoraMatrices, Segment, check_segments};
+use crate::lora::{AdapterId, AdapterMatrices, LoraMatrices, Segment, check_batch};
 use crate::reference::{self, RefSegment};
 
 /// Sizes for a device's adapter pool.
@@ -95,6 +95,15 @@ impl<T> Slots<T> {
     pub(crate) fn get(&self, id: AdapterId) -> Result<&T, SgmvError> {
         self.by_id.get(&id.0).ok_or(SgmvError::UnknownAdapter(id.0))
     }
+
+    pub(crate) fn remove(&mut self, id: AdapterId) -> Option<T> {
+        self.by_id.remove(&id.0)
+    }
+
+    /// Σ `bytes` over the resident adapters.
+    pub(crate) fn total(&self, bytes: impl Fn(&T) -> u64) -> u64 {
+        self.by_id.values().map(bytes).sum()
+    }
 }
 
 /// Locks a pool; a panic while it was held cannot leave it half-updated (updates are made
@@ -109,16 +118,11 @@ impl AdapterPool for HostPool {
     }
 
     fn remove(&self, id: AdapterId) -> bool {
-        lock(&self.inner).by_id.remove(&id.0).is_some()
+        lock(&self.inner).remove(id).is_some()
     }
 
     fn resident_bytes(&self) -> u64 {
-        lock(&self.inner)
-            .by_id
-            .values()
-            .flat_map(|a| a.values())
-            .map(LoraMatrices::bytes)
-            .sum()
+        lock(&self.inner).total(|a| a.values().map(LoraMatrices::bytes).sum())
     }
 }
 
@@ -218,16 +222,7 @@ impl<B: Backend> TensorPool<B> {
         segments: &[Segment],
         key: u32,
     ) -> Result<Tensor<B, 2>, SgmvError> {
-        let [rows, fan_in] = x.dims();
-        let [y_rows, fan_out] = y.dims();
-        if y_rows != rows {
-            return Err(SgmvError::Shape {
-                argument: "y rows",
-                expected: rows,
-                got: y_rows,
-            });
-        }
-        check_segments(segments, rows)?;
+        let (_, fan_in, fan_out) = check_batch(x.dims(), y.dims(), segments)?;
         let slots = lock(&self.inner);
         for s in segments {
             let Some(id) = s.adapter else { continue };
@@ -274,16 +269,11 @@ impl<B: Backend> AdapterPool for TensorPool<B> {
     }
 
     fn remove(&self, id: AdapterId) -> bool {
-        lock(&self.inner).by_id.remove(&id.0).is_some()
+        lock(&self.inner).remove(id).is_some()
     }
 
     fn resident_bytes(&self) -> u64 {
-        lock(&self.inner)
-            .by_id
-            .values()
-            .flat_map(|a| a.values())
-            .map(|p| p.bytes)
-            .sum()
+        lock(&self.inner).total(|a| a.values().map(|p| p.bytes).sum())
     }
 }
 

@@ -100,6 +100,24 @@ pub fn segments(rows: &[Option<AdapterId>]) -> Vec<Segment> {
     out
 }
 
+/// Checks `x` (`[rows, fan_in]`) against `y` (`[rows, fan_out]`) and the segments against the
+/// rows; returns `(rows, fan_in, fan_out)`.
+pub(crate) fn check_batch(
+    [rows, fan_in]: [usize; 2],
+    [y_rows, fan_out]: [usize; 2],
+    segments: &[Segment],
+) -> Result<(usize, usize, usize), SgmvError> {
+    if y_rows != rows {
+        return Err(SgmvError::Shape {
+            argument: "y rows",
+            expected: rows,
+            got: y_rows,
+        });
+    }
+    check_segments(segments, rows)?;
+    Ok((rows, fan_in, fan_out))
+}
+
 /// Checks that `segments` lie within `rows` rows and do not overlap.
 pub(crate) fn check_segments(segments: &[Segment], rows: usize) -> Result<(), SgmvError> {
     let mut sorted: Vec<&Segment> = segments.iter().collect();

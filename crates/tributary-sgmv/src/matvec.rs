@@ -210,23 +210,18 @@ pub fn max_relative_error(
             got: got.len(),
         });
     }
-    let mut worst = 0.0f64;
-    for ((row, &g), &r) in w.chunks_exact(cols).zip(got).zip(&want) {
-        let scale: f64 = row
-            .iter()
+    let scales = w.chunks_exact(cols).map(|row| {
+        row.iter()
             .zip(x)
             .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
             .sum::<f64>()
-            .max(f64::MIN_POSITIVE);
-        let err = (f64::from(g) - f64::from(r)).abs() / scale;
-        // NaN from the kernel must count as a failure, not be skipped by `max`.
-        worst = if err.is_nan() {
-            f64::INFINITY
-        } else {
-            worst.max(err)
-        };
-    }
-    Ok(worst)
+    });
+    Ok(crate::reference::worst_scaled_error(
+        got.iter()
+            .zip(&want)
+            .zip(scales)
+            .map(|((&g, &r), s)| (g, r, s)),
+    ))
 }
 
 #[cfg(test)]

@@ -135,16 +135,27 @@ pub fn max_relative_error(
             }
         }
     }
+    Ok(worst_scaled_error(
+        got.iter()
+            .zip(&want)
+            .zip(scale)
+            .map(|((&g, &w), s)| (g, w, s)),
+    ))
+}
+
+/// max |got − want| / scale over `(got, want, scale)`; a NaN counts as an infinite error rather
+/// than being skipped by `max`.
+pub(crate) fn worst_scaled_error(items: impl Iterator<Item = (f32, f32, f64)>) -> f64 {
     let mut worst = 0.0f64;
-    for ((&g, &w), &s) in got.iter().zip(&want).zip(&scale) {
-        let err = (f64::from(g) - f64::from(w)).abs() / s.max(f64::MIN_POSITIVE);
+    for (got, want, scale) in items {
+        let err = (f64::from(got) - f64::from(want)).abs() / scale.max(f64::MIN_POSITIVE);
         worst = if err.is_nan() {
             f64::INFINITY
         } else {
             worst.max(err)
         };
     }
-    Ok(worst)
+    worst
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::SgmvError;
 use crate::backend::{AdapterPool, PoolOptions, SgmvBackend, Slots, lock};
-use crate::lora::{AdapterId, AdapterMatrices, Segment, check_segments};
+use crate::lora::{AdapterId, AdapterMatrices, Segment, check_batch};
 use crate::pages::{MAX_CHUNKS, PAGE_BYTES, PAGE_FLOATS, PageAllocator, PoolGeometry, pages_for};
 use crate::plan::{PagedMatrix, PlannedSegment, fold_grid, page_contents, plan};
 
@@ -134,16 +134,7 @@ impl WgpuPool {
         segments: &[Segment],
         key: u32,
     ) -> Result<Tensor<Wgpu, 2>, SgmvError> {
-        let [rows, fan_in] = x.dims();
-        let [y_rows, fan_out] = y.dims();
-        if y_rows != rows {
-            return Err(SgmvError::Shape {
-                argument: "y rows",
-                expected: rows,
-                got: y_rows,
-            });
-        }
-        check_segments(segments, rows)?;
+        let (_, fan_in, fan_out) = check_batch(x.dims(), y.dims(), segments)?;
         let p = lock(&self.inner);
         let mut planned = Vec::new();
         for s in segments {
@@ -254,7 +245,7 @@ impl AdapterPool for WgpuPool {
 
     fn remove(&self, id: AdapterId) -> bool {
         let mut p = lock(&self.inner);
-        match p.slots.by_id.remove(&id.0) {
+        match p.slots.remove(id) {
             Some(adapter) => {
                 // Pages are reused by later uploads, which are queued after any kernel that
                 // still reads them.
@@ -266,12 +257,9 @@ impl AdapterPool for WgpuPool {
     }
 
     fn resident_bytes(&self) -> u64 {
-        let p = lock(&self.inner);
-        p.slots
-            .by_id
-            .values()
-            .map(|a| a.pages.len() as u64 * PAGE_BYTES)
-            .sum()
+        lock(&self.inner)
+            .slots
+            .total(|a| a.pages.len() as u64 * PAGE_BYTES)
     }
 }
 

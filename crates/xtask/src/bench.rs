@@ -20,17 +20,22 @@ pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> 
     }
 }
 
-fn sgmv(root: &Path, adapter_from_env: bool) -> Result<ExitCode> {
-    let ws = Workspace::read(root)?;
+/// Builds one of tributary-bench's binaries in release mode; returns its path.
+fn build_bench(root: &Path, ws: &Workspace, bin: &str) -> Result<std::path::PathBuf> {
     cmd::run(cmd::cargo().current_dir(root).args([
         "build",
         "--release",
         "-p",
         "tributary-bench",
         "--bin",
-        "bench-sgmv",
+        bin,
     ]))?;
-    let mut command = Command::new(ws.target_dir.join("release/bench-sgmv"));
+    Ok(ws.target_dir.join("release").join(bin))
+}
+
+fn sgmv(root: &Path, adapter_from_env: bool) -> Result<ExitCode> {
+    let ws = Workspace::read(root)?;
+    let mut command = Command::new(build_bench(root, &ws, "bench-sgmv")?);
     if !adapter_from_env {
         command
             .env("VK_ICD_FILENAMES", cmd::lavapipe_icd()?)
@@ -80,15 +85,7 @@ fn sgmv(root: &Path, adapter_from_env: bool) -> Result<ExitCode> {
 
 fn model(root: &Path) -> Result<ExitCode> {
     let ws = Workspace::read(root)?;
-    cmd::run(cmd::cargo().current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "tributary-bench",
-        "--bin",
-        "bench-model",
-    ]))?;
-    let bin = ws.target_dir.join("release/bench-model");
+    let bin = build_bench(root, &ws, "bench-model")?;
     let dir = ws.target_dir.join("bench/llama-6x512");
     if !dir.join("model.safetensors").exists() {
         cmd::run(Command::new(&bin).arg("--make").arg("--dir").arg(&dir))?;
