@@ -36,7 +36,10 @@ pub fn run(root: &Path, port: u16, once: bool) -> Result<ExitCode> {
 
     println!("== demo: running the page in headless Chromium ==");
     let check = cmd::run(smoke::node(root, &pkg).args(["run-smoke.mjs", &url]));
-    println!("\nThe smoke pages are at {url} (kernel) and {url}model.html (model)");
+    println!(
+        "\nThe smoke pages are at {url} (matvec kernel), {url}sgmv.html (SGMV, many adapters in \
+         one batch) and {url}model.html (model)"
+    );
     println!("Open them in a browser with WebGPU (Chromium: --enable-unsafe-webgpu).");
     if once {
         let _ = server.kill();
