@@ -19,7 +19,7 @@ pub use config::{Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
 pub use generate::{Generation, Sampler, SamplingParams, StopReason, generate};
 pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target};
-pub use model::{Adapter, Adapters, KvCache, Model};
+pub use model::{Adapter, Adapters, KvCache, Model, Step};
 pub use tokenizer::Tokenizer;
 pub use tributary_sgmv::{PoolOptions, SgmvBackend};
 pub use weights::WeightFiles;

@@ -174,6 +174,22 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Appends a step's keys and values ([batch, kv_heads, seq, head_dim]) to layer `layer`;
+    /// returns all of them so far.
+    fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (k, v) = match self.layers[layer].take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        self.layers[layer] = Some((k.clone(), v.clone()));
+        (k, v)
+    }
 }
 
 /// A loaded base model on one device.
@@ -395,11 +411,20 @@ impl<B: SgmvBackend> Model<B> {
                 )));
             }
         };
+        self.lora_rows(&per_sequence, &vec![seq; batch])
+    }
+
+    /// SGMV segments for sequences of `lens[i]` consecutive rows each using `per_sequence[i]`.
+    fn lora_rows(
+        &self,
+        per_sequence: &[Option<&Adapter<B>>],
+        lens: &[usize],
+    ) -> Result<Option<Lora<'_, B>>, ModelError> {
         if per_sequence.iter().all(Option::is_none) {
             return Ok(None);
         }
-        let mut rows = Vec::with_capacity(batch * seq);
-        for adapter in per_sequence {
+        let mut rows = Vec::with_capacity(lens.iter().sum());
+        for (adapter, &len) in per_sequence.iter().zip(lens) {
             if let Some(a) = adapter
                 && a.resident.model != self.id
             {
@@ -408,7 +433,7 @@ impl<B: SgmvBackend> Model<B> {
                     a.name
                 )));
             }
-            rows.extend(std::iter::repeat_n(adapter.map(|a| a.resident.id), seq));
+            rows.extend(std::iter::repeat_n(adapter.map(|a| a.resident.id), len));
         }
         Ok(Some(Lora {
             pool: &self.pool,
@@ -426,40 +451,135 @@ impl<B: SgmvBackend> Model<B> {
         let c = &self.config;
         let [batch, seq] = tokens.dims();
         let lora = self.lora(adapters, batch, seq)?;
-        let lora = lora.as_ref();
         let offset = cache.len;
         let (cos, sin) = self.rope.tables::<B>(offset, seq, &self.device);
         let mask = (seq > 1).then(|| causal_mask::<B>(seq, offset, &self.device));
+        let h = self.embed.clone().select(0, tokens.reshape([batch * seq]));
+        let h = self.layers(h, lora.as_ref(), |i, q, k, v| {
+            let heads =
+                |t: Tensor<B, 2>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
+            let q = apply_rope(heads(q, c.num_heads), &cos, &sin);
+            let k = apply_rope(heads(k, c.num_kv_heads), &cos, &sin);
+            let (k, v) = cache.append(i, k, heads(v, c.num_kv_heads));
+            attention(q, k, v, c, mask.clone()).reshape([batch * seq, c.num_heads * c.head_dim])
+        })?;
+        cache.len += seq;
+        Ok(h)
+    }
 
-        let ids = tokens.reshape([batch * seq]);
-        let mut h = self.embed.clone().select(0, ids); // [batch·seq, hidden]
+    /// One step of sequences that each stand at their own position: a continuous-batching step,
+    /// where some sequences prefill their prompt while others decode one token. All rows go
+    /// through the projections (and SGMV, each sequence with its adapter) together; attention runs
+    /// per sequence over its own cache. Returns each sequence's last-position logits, [n, vocab].
+    pub fn forward_steps(&self, steps: &mut [Step<'_, B>]) -> Result<Tensor<B, 2>, ModelError> {
+        let c = &self.config;
+        if let Some(i) = steps.iter().position(|s| s.tokens.is_empty()) {
+            return Err(ModelError::Generation(format!(
+                "sequence {i} of the step has no tokens"
+            )));
+        }
+        if let Some(bad) = steps
+            .iter()
+            .flat_map(|s| s.tokens)
+            .find(|&&t| t as usize >= c.vocab_size)
+        {
+            return Err(ModelError::Generation(format!(
+                "token {bad} is outside the vocabulary ({} tokens)",
+                c.vocab_size
+            )));
+        }
+        let lens: Vec<usize> = steps.iter().map(|s| s.tokens.len()).collect();
+        let adapters: Vec<Option<&Adapter<B>>> = steps.iter().map(|s| s.adapter).collect();
+        let lora = self.lora_rows(&adapters, &lens)?;
+        // Per sequence: its rows in the step, and its RoPE tables and mask at its own offset.
+        let mut starts = Vec::with_capacity(steps.len());
+        let mut at = 0;
+        for &len in &lens {
+            starts.push(at);
+            at += len;
+        }
+        let total = at;
+        let geometry: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                let (len, offset) = (s.tokens.len(), s.cache.len);
+                let (cos, sin) = self.rope.tables::<B>(offset, len, &self.device);
+                let mask = (len > 1).then(|| causal_mask::<B>(len, offset, &self.device));
+                (cos, sin, mask)
+            })
+            .collect();
+        let ids: Vec<i32> = steps
+            .iter()
+            .flat_map(|s| s.tokens)
+            .map(|&t| t as i32)
+            .collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [total]), &self.device);
+        let h = self.embed.clone().select(0, ids);
+        let h = self.layers(h, lora.as_ref(), |i, q, k, v| {
+            let (q_dim, kv_dim) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+            let mut outputs = Vec::with_capacity(steps.len());
+            for (s, step) in steps.iter_mut().enumerate() {
+                let rows = starts[s]..starts[s] + lens[s];
+                let (cos, sin, mask) = &geometry[s];
+                let heads = |t: Tensor<B, 2>, width: usize, n: usize| {
+                    t.slice([rows.clone(), 0..width])
+                        .reshape([1, lens[s], n, c.head_dim])
+                        .swap_dims(1, 2)
+                };
+                let q = apply_rope(heads(q.clone(), q_dim, c.num_heads), cos, sin);
+                let k = apply_rope(heads(k.clone(), kv_dim, c.num_kv_heads), cos, sin);
+                let v = heads(v.clone(), kv_dim, c.num_kv_heads);
+                let (k, v) = step.cache.append(i, k, v);
+                outputs.push(attention(q, k, v, c, mask.clone()).reshape([lens[s], q_dim]));
+            }
+            Tensor::cat(outputs, 0)
+        })?;
+        for step in steps.iter_mut() {
+            step.cache.len += step.tokens.len();
+        }
+        let last: Vec<i32> = starts
+            .iter()
+            .zip(&lens)
+            .map(|(&s, &l)| (s + l - 1) as i32)
+            .collect();
+        let last =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(last, [steps.len()]), &self.device);
+        Ok(h.select(0, last).matmul(self.lm_head_t.clone()))
+    }
+
+    /// The decoder stack over `[rows, hidden]` embeddings, with `attend(layer, q, k, v)` turning
+    /// the rows' projections into their attention output `[rows, heads·head_dim]`; ends with the
+    /// final norm.
+    fn layers(
+        &self,
+        mut h: Tensor<B, 2>,
+        lora: Option<&Lora<'_, B>>,
+        mut attend: impl FnMut(usize, Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
+    ) -> Result<Tensor<B, 2>, ModelError> {
+        let c = &self.config;
         for (i, layer) in self.layers.iter().enumerate() {
             let x = rms_norm(h.clone(), &layer.input_norm, c.rms_norm_eps);
             let q = layer.project(i, Target::Q, x.clone(), lora)?;
             let k = layer.project(i, Target::K, x.clone(), lora)?;
             let v = layer.project(i, Target::V, x, lora)?;
-            let heads =
-                |t: Tensor<B, 2>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
-            let q = apply_rope(heads(q, c.num_heads), &cos, &sin);
-            let k = apply_rope(heads(k, c.num_kv_heads), &cos, &sin);
-            let v = heads(v, c.num_kv_heads);
-            let (k, v) = match cache.layers[i].take() {
-                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-                None => (k, v),
-            };
-            cache.layers[i] = Some((k.clone(), v.clone()));
-            let attn = attention(q, k, v, c, mask.clone()); // [batch, seq, heads·head_dim]
-            let attn = attn.reshape([batch * seq, c.num_heads * c.head_dim]);
-            h = h + layer.project(i, Target::O, attn, lora)?;
+            h = h + layer.project(i, Target::O, attend(i, q, k, v), lora)?;
 
             let x = rms_norm(h.clone(), &layer.post_attention_norm, c.rms_norm_eps);
             let gate = activation::silu(layer.project(i, Target::Gate, x.clone(), lora)?);
             let up = layer.project(i, Target::Up, x, lora)?;
             h = h + layer.project(i, Target::Down, gate * up, lora)?;
         }
-        cache.len += seq;
         Ok(rms_norm(h, &self.norm, c.rms_norm_eps))
     }
+}
+
+/// One sequence's part of a [`Model::forward_steps`] step: its new tokens, its own cache (batch
+/// of one, at its own length) and its adapter.
+#[derive(Debug)]
+pub struct Step<'a, B: SgmvBackend> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache<B>,
+    pub adapter: Option<&'a Adapter<B>>,
 }
 
 /// Uploads the transpose of a row-major `[rows, cols]` matrix as a contiguous `[cols, rows]`

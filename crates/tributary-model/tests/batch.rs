@@ -13,6 +13,14 @@ fn mixed_adapter_batch_matches_sequences_run_alone_on_cpu() {
 }
 
 #[test]
+fn continuous_batching_steps_match_sequences_run_alone_on_cpu() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-gqa");
+    let model = common::load::<burn::backend::NdArray>(&dir, &Default::default());
+    let worst = common::continuous_batching_matches_sequences_run_alone(&model);
+    eprintln!("max |Δlogit| continuous batching vs alone: {worst:e}");
+}
+
+#[test]
 fn a_batch_with_the_wrong_number_of_adapters_is_an_error() {
     use burn::tensor::{Int, Tensor};
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-gqa");

@@ -75,3 +75,13 @@ fn mixed_adapter_batch_matches_sequences_run_alone_on_wgpu() {
     let worst = common::batch_matches_sequences_run_alone(&model);
     eprintln!("max |Δlogit| batch vs alone: {worst:e}");
 }
+
+#[test]
+fn continuous_batching_steps_match_sequences_run_alone_on_wgpu() {
+    let model = common::load::<Wgpu>(
+        &dir("llama-gqa"),
+        &burn::backend::wgpu::WgpuDevice::default(),
+    );
+    let worst = common::continuous_batching_matches_sequences_run_alone(&model);
+    eprintln!("max |Δlogit| continuous batching vs alone: {worst:e}");
+}

@@ -1,7 +1,7 @@
 //! The mixed-adapter batch check, shared by the CPU suite (`batch.rs`) and the wgpu suite
 //! (`gpu.rs`): 8 sequences with 8 different adapters in one forward pass against each sequence
 //! run alone — through SGMV with one segment, and through a merged model (W + s·B·A, computed
-//! without SGMV at all).
+//! without SGMV at all) — and a continuous-batching schedule against the same sequences alone.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tributary_model::{
     Adapter, AdapterWeights, Adapters, LoraConfig, LoraPair, Model, SamplingParams, SgmvBackend,
-    Target, generate,
+    Step, Target, generate,
 };
 
 pub const SEQUENCES: usize = 8;
@@ -193,5 +193,97 @@ pub fn batch_matches_sequences_run_alone<B: SgmvBackend>(model: &Model<B>) -> f3
         bits(&again) == bits(&batch_logits),
         "a rerun of the batch changed its logits"
     );
+    worst
+}
+
+/// Continuous batching: sequences join at different steps (prefilling while others decode),
+/// use different adapters or none, and leave when done; each must get exactly what it gets alone.
+/// Returns the largest logit difference seen.
+pub fn continuous_batching_matches_sequences_run_alone<B: SgmvBackend>(model: &Model<B>) -> f32 {
+    let weights = eight_adapters(model);
+    let adapters: Vec<Adapter<B>> = weights[..2]
+        .iter()
+        .map(|w| model.adapter(w).unwrap())
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let prompt_lens = [3, 7, 1, 5];
+    let prompts: Vec<Vec<u32>> = prompt_lens
+        .iter()
+        .map(|&n| (0..n).map(|_| rng.random_range(3..300)).collect())
+        .collect();
+    let join = [0, 0, 1, 2];
+    let wanted = [4, 2, 4, 3];
+    let adapter_of: [Option<&Adapter<B>>; 4] = [
+        Some(&adapters[0]),
+        None,
+        Some(&adapters[1]),
+        Some(&adapters[0]),
+    ];
+
+    let vocab = model.config.vocab_size;
+    let mut caches: Vec<_> = (0..4).map(|_| model.new_cache()).collect();
+    let mut inputs = prompts.clone();
+    let mut generated: Vec<Vec<u32>> = vec![Vec::new(); 4];
+    let mut first_logits: Vec<Vec<f32>> = vec![Vec::new(); 4];
+    let mut mixed_steps = 0;
+    for step in 0.. {
+        let active: Vec<usize> = (0..4)
+            .filter(|&i| join[i] <= step && generated[i].len() < wanted[i])
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        if active.iter().any(|&i| generated[i].is_empty())
+            && active.iter().any(|&i| !generated[i].is_empty())
+        {
+            mixed_steps += 1; // a prefill and a decode in one step
+        }
+        let mut steps: Vec<Step<'_, B>> = caches
+            .iter_mut()
+            .zip(&inputs)
+            .enumerate()
+            .filter(|(i, _)| active.contains(i))
+            .map(|(i, (cache, tokens))| Step {
+                tokens,
+                cache,
+                adapter: adapter_of[i],
+            })
+            .collect();
+        let logits = model
+            .forward_steps(&mut steps)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        for (row, &i) in logits.chunks_exact(vocab).zip(&active) {
+            if generated[i].is_empty() {
+                first_logits[i] = row.to_vec();
+            }
+            let next = argmax(row);
+            generated[i].push(next);
+            inputs[i] = vec![next];
+        }
+    }
+    assert!(
+        mixed_steps >= 2,
+        "the schedule mixes prefill and decode in one step"
+    );
+
+    let mut worst = 0.0f32;
+    for i in 0..4 {
+        let params = SamplingParams::greedy(wanted[i]);
+        let alone =
+            pollster::block_on(generate(model, adapter_of[i], &prompts[i], &params, |_| {
+                true
+            }))
+            .unwrap();
+        let diff = max_abs_diff(&first_logits[i], &alone.prompt_logits);
+        assert!(
+            diff <= 1e-4,
+            "sequence {i}: batched vs alone logits differ by {diff:e}"
+        );
+        assert_eq!(generated[i], alone.tokens, "sequence {i}: greedy tokens");
+        worst = worst.max(diff);
+    }
     worst
 }
