@@ -46,6 +46,8 @@ pub enum ModelError {
         #[source]
         source: tributary_sgmv::SgmvError,
     },
+    #[error("KV cache full: {needed} more blocks needed, {free} free")]
+    KvFull { needed: usize, free: usize },
     #[error("LoRA batch: {0}")]
     Lora(#[from] tributary_sgmv::SgmvError),
 }

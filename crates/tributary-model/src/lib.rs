@@ -9,6 +9,7 @@
 mod config;
 mod error;
 mod generate;
+mod kv;
 mod lora;
 mod model;
 mod rope;
@@ -18,6 +19,7 @@ mod weights;
 pub use config::{Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
 pub use generate::{Generation, Sampler, SamplingParams, StopReason, generate};
+pub use kv::{PagedKv, SeqKv};
 pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target};
 pub use model::{Adapter, Adapters, KvCache, Model, Step};
 pub use tokenizer::Tokenizer;

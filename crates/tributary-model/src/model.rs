@@ -12,6 +12,7 @@ use tributary_sgmv::{
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::kv::{PagedKv, SeqKv};
 use crate::lora::{AdapterWeights, Target};
 use crate::rope::Rope;
 use crate::weights::WeightFiles;
@@ -470,8 +471,14 @@ impl<B: SgmvBackend> Model<B> {
     /// One step of sequences that each stand at their own position: a continuous-batching step,
     /// where some sequences prefill their prompt while others decode one token. All rows go
     /// through the projections (and SGMV, each sequence with its adapter) together; attention runs
-    /// per sequence over its own cache. Returns each sequence's last-position logits, [n, vocab].
-    pub fn forward_steps(&self, steps: &mut [Step<'_, B>]) -> Result<Tensor<B, 2>, ModelError> {
+    /// per sequence over its blocks of the paged cache `kv`. Reserves the blocks the step needs
+    /// first (a full cache is `ModelError::KvFull` before any work). Returns each sequence's
+    /// last-position logits, [n, vocab].
+    pub fn forward_steps(
+        &self,
+        kv: &mut PagedKv<B>,
+        steps: &mut [Step<'_, B>],
+    ) -> Result<Tensor<B, 2>, ModelError> {
         let c = &self.config;
         if let Some(i) = steps.iter().position(|s| s.tokens.is_empty()) {
             return Err(ModelError::Generation(format!(
@@ -489,6 +496,9 @@ impl<B: SgmvBackend> Model<B> {
             )));
         }
         let lens: Vec<usize> = steps.iter().map(|s| s.tokens.len()).collect();
+        for step in steps.iter_mut() {
+            kv.reserve(step.seq, step.tokens.len())?;
+        }
         let adapters: Vec<Option<&Adapter<B>>> = steps.iter().map(|s| s.adapter).collect();
         let lora = self.lora_rows(&adapters, &lens)?;
         // Per sequence: its rows in the step, and its RoPE tables and mask at its own offset.
@@ -502,7 +512,7 @@ impl<B: SgmvBackend> Model<B> {
         let geometry: Vec<_> = steps
             .iter()
             .map(|s| {
-                let (len, offset) = (s.tokens.len(), s.cache.len);
+                let (len, offset) = (s.tokens.len(), s.seq.len());
                 let (cos, sin) = self.rope.tables::<B>(offset, len, &self.device);
                 let mask = (len > 1).then(|| causal_mask::<B>(len, offset, &self.device));
                 (cos, sin, mask)
@@ -529,13 +539,14 @@ impl<B: SgmvBackend> Model<B> {
                 let q = apply_rope(heads(q.clone(), q_dim, c.num_heads), cos, sin);
                 let k = apply_rope(heads(k.clone(), kv_dim, c.num_kv_heads), cos, sin);
                 let v = heads(v.clone(), kv_dim, c.num_kv_heads);
-                let (k, v) = step.cache.append(i, k, v);
+                kv.write(i, step.seq, k, v);
+                let (k, v) = kv.read(i, step.seq, step.seq.len() + lens[s]);
                 outputs.push(attention(q, k, v, c, mask.clone()).reshape([lens[s], q_dim]));
             }
             Tensor::cat(outputs, 0)
         })?;
         for step in steps.iter_mut() {
-            step.cache.len += step.tokens.len();
+            step.seq.advance(step.tokens.len());
         }
         let last: Vec<i32> = starts
             .iter()
@@ -573,12 +584,12 @@ impl<B: SgmvBackend> Model<B> {
     }
 }
 
-/// One sequence's part of a [`Model::forward_steps`] step: its new tokens, its own cache (batch
-/// of one, at its own length) and its adapter.
+/// One sequence's part of a [`Model::forward_steps`] step: its new tokens, its block table in
+/// the paged cache, and its adapter.
 #[derive(Debug)]
 pub struct Step<'a, B: SgmvBackend> {
     pub tokens: &'a [u32],
-    pub cache: &'a mut KvCache<B>,
+    pub seq: &'a mut SeqKv,
     pub adapter: Option<&'a Adapter<B>>,
 }
 

@@ -9,8 +9,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tributary_model::{
-    Adapter, AdapterWeights, Adapters, LoraConfig, LoraPair, Model, SamplingParams, SgmvBackend,
-    Step, Target, generate,
+    Adapter, AdapterWeights, Adapters, LoraConfig, LoraPair, Model, PagedKv, SamplingParams, SeqKv,
+    SgmvBackend, Step, Target, generate,
 };
 
 pub const SEQUENCES: usize = 8;
@@ -221,7 +221,10 @@ pub fn continuous_batching_matches_sequences_run_alone<B: SgmvBackend>(model: &M
     ];
 
     let vocab = model.config.vocab_size;
-    let mut caches: Vec<_> = (0..4).map(|_| model.new_cache()).collect();
+    // 4-token blocks: the longer sequences span several, interleaved with the others'.
+    let mut kv = PagedKv::<B>::new(&model.config, 4, 1 << 20, model.device()).unwrap();
+    let idle = kv.blocks_free();
+    let mut caches: Vec<SeqKv> = (0..4).map(|_| SeqKv::new()).collect();
     let mut inputs = prompts.clone();
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); 4];
     let mut first_logits: Vec<Vec<f32>> = vec![Vec::new(); 4];
@@ -243,14 +246,14 @@ pub fn continuous_batching_matches_sequences_run_alone<B: SgmvBackend>(model: &M
             .zip(&inputs)
             .enumerate()
             .filter(|(i, _)| active.contains(i))
-            .map(|(i, (cache, tokens))| Step {
+            .map(|(i, (seq, tokens))| Step {
                 tokens,
-                cache,
+                seq,
                 adapter: adapter_of[i],
             })
             .collect();
         let logits = model
-            .forward_steps(&mut steps)
+            .forward_steps(&mut kv, &mut steps)
             .unwrap()
             .into_data()
             .to_vec::<f32>()
@@ -262,8 +265,16 @@ pub fn continuous_batching_matches_sequences_run_alone<B: SgmvBackend>(model: &M
             let next = argmax(row);
             generated[i].push(next);
             inputs[i] = vec![next];
+            if generated[i].len() == wanted[i] {
+                kv.release(&mut caches[i]); // done: its blocks go back at once
+            }
         }
     }
+    assert_eq!(
+        kv.blocks_free(),
+        idle,
+        "every finished sequence gave its KV blocks back"
+    );
     assert!(
         mixed_steps >= 2,
         "the schedule mixes prefill and decode in one step"
