@@ -190,6 +190,10 @@ impl<B: SgmvBackend> AdapterStore<B> {
         Ok(())
     }
 
+    pub fn contains(&self, name: &str) -> bool {
+        self.lock().entries.contains_key(name)
+    }
+
     /// Registered adapter names, sorted.
     pub fn names(&self) -> Vec<String> {
         self.lock().entries.keys().cloned().collect()
