@@ -91,15 +91,25 @@ mod sgmv {
         Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
     }
 
-    /// Uploads the case's adapters, runs SGMV once, reads y back; leaves the pool as it was.
-    fn run(pool: &WgpuPool, case: &Case, device: &WgpuDevice) -> Vec<f32> {
-        let ids: Vec<AdapterId> = case
-            .adapters
+    fn upload(pool: &WgpuPool, case: &Case) -> Vec<AdapterId> {
+        case.adapters
             .iter()
             .map(|a| pool.insert(a).unwrap())
-            .collect();
-        let x = tensor(&case.x, [case.rows, case.fan_in], device);
-        let y = tensor(&case.y0, [case.rows, case.fan_out], device);
+            .collect()
+    }
+
+    /// The case's x and base y on the device.
+    fn inputs(case: &Case, device: &WgpuDevice) -> (Tensor<Wgpu, 2>, Tensor<Wgpu, 2>) {
+        (
+            tensor(&case.x, [case.rows, case.fan_in], device),
+            tensor(&case.y0, [case.rows, case.fan_out], device),
+        )
+    }
+
+    /// Uploads the case's adapters, runs SGMV once, reads y back; leaves the pool as it was.
+    fn run(pool: &WgpuPool, case: &Case, device: &WgpuDevice) -> Vec<f32> {
+        let ids = upload(pool, case);
+        let (x, y) = inputs(case, device);
         let y = Wgpu::sgmv(pool, x, y, &case.segments(&ids), Case::KEY).unwrap();
         let out = y.into_data().to_vec::<f32>().unwrap();
         for id in ids {
@@ -181,16 +191,11 @@ mod sgmv {
         let mut s = spec(32, (2049, 2049), Popularity::Distinct);
         s.ranks = vec![1, 8, 16];
         let case = Case::new(&s);
-        let ids: Vec<AdapterId> = case
-            .adapters
-            .iter()
-            .map(|a| pool.insert(a).unwrap())
-            .collect();
+        let ids = upload(&pool, &case);
         let (geometry, in_use) = pool.geometry();
         assert_eq!(geometry.chunk_bytes(), 2 << 20);
         assert!(in_use >= 3, "only {in_use} chunk(s) in use");
-        let x = tensor(&case.x, [case.rows, case.fan_in], &device);
-        let y = tensor(&case.y0, [case.rows, case.fan_out], &device);
+        let (x, y) = inputs(&case, &device);
         let y = Wgpu::sgmv(&pool, x, y, &case.segments(&ids), Case::KEY).unwrap();
         let err = case.error(&y.into_data().to_vec::<f32>().unwrap()).unwrap();
         assert!(
@@ -229,13 +234,8 @@ mod sgmv {
         assert!(err <= 1e-4, "relative error {err:e} on a folded grid");
         // 67 rows need 603 expand items, over 7 × 7: refused before anything is launched.
         let case = Case::new(&spec(67, (64, 2049), Popularity::Distinct));
-        let ids: Vec<AdapterId> = case
-            .adapters
-            .iter()
-            .map(|a| pool.insert(a).unwrap())
-            .collect();
-        let x = tensor(&case.x, [case.rows, case.fan_in], &device);
-        let y = tensor(&case.y0, [case.rows, case.fan_out], &device);
+        let ids = upload(&pool, &case);
+        let (x, y) = inputs(&case, &device);
         let err = Wgpu::sgmv(&pool, x, y, &case.segments(&ids), Case::KEY).unwrap_err();
         assert!(err.to_string().contains("grid"), "{err}");
     }
@@ -245,13 +245,8 @@ mod sgmv {
         let device = WgpuDevice::default();
         let pool = Wgpu::new_pool(&device, PoolOptions::default()).unwrap();
         let case = Case::new(&spec(3, (64, 64), Popularity::Identical));
-        let ids: Vec<AdapterId> = case
-            .adapters
-            .iter()
-            .map(|a| pool.insert(a).unwrap())
-            .collect();
-        let x = tensor(&case.x, [case.rows, case.fan_in], &device);
-        let y = tensor(&case.y0, [case.rows, case.fan_out], &device);
+        let ids = upload(&pool, &case);
+        let (x, y) = inputs(&case, &device);
         let kept = y.clone();
         let _ = Wgpu::sgmv(&pool, x, y, &case.segments(&ids), Case::KEY).unwrap();
         assert_eq!(kept.into_data().to_vec::<f32>().unwrap(), case.y0);
