@@ -202,6 +202,54 @@ fn key(layer: usize, target: Target, matrix: &str) -> String {
 }
 
 impl AdapterWeights {
+    /// The adapter as PEFT's two files, `adapter_config.json` and `adapter_model.safetensors`
+    /// (f32), so adapters made here (fine-tunes, tests, benchmarks) load wherever PEFT's do.
+    pub fn to_peft_bytes(&self) -> (Vec<u8>, Vec<u8>) {
+        let c = &self.config;
+        let modules: Vec<&str> = c.targets.iter().map(|t| t.module_name()).collect();
+        let config = serde_json::json!({
+            "peft_type": "LORA",
+            "r": c.rank,
+            "lora_alpha": c.alpha,
+            "use_rslora": c.use_rslora,
+            "target_modules": modules,
+            "bias": "none",
+        });
+        let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .pairs
+            .iter()
+            .flat_map(|p| {
+                let fan_in = p.a.len() / c.rank;
+                let fan_out = p.b.len() / c.rank;
+                [
+                    (
+                        key(p.layer, p.target, "A"),
+                        vec![c.rank, fan_in],
+                        bytes(&p.a),
+                    ),
+                    (
+                        key(p.layer, p.target, "B"),
+                        vec![fan_out, c.rank],
+                        bytes(&p.b),
+                    ),
+                ]
+            })
+            .collect();
+        let views = tensors.iter().map(|(name, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .expect("shape and byte length agree by construction");
+            (name.clone(), view)
+        });
+        let safetensors =
+            safetensors::serialize(views, None).expect("f32 views of matching sizes serialize");
+        (
+            serde_json::to_vec_pretty(&config).expect("a JSON value serializes"),
+            safetensors,
+        )
+    }
+
     pub fn open_dir(dir: &Path, base: &ModelConfig) -> Result<Self, ModelError> {
         let config_path = dir.join("adapter_config.json");
         let config = LoraConfig::from_bytes(&config_path, &read_file(&config_path)?)?;

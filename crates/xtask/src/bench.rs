@@ -16,7 +16,8 @@ pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> 
     match what {
         "model" => model(root),
         "sgmv" => sgmv(root, adapter_from_env),
-        other => bail!("unknown benchmark `{other}` (available: model, sgmv)"),
+        "serve" => serve(root),
+        other => bail!("unknown benchmark `{other}` (available: model, sgmv, serve)"),
     }
 }
 
@@ -83,13 +84,71 @@ fn sgmv(root: &Path, adapter_from_env: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The random bench checkpoint (written by bench-model on first use).
+fn checkpoint(root: &Path, ws: &Workspace) -> Result<std::path::PathBuf> {
+    let dir = ws.target_dir.join("bench/llama-6x512");
+    if !dir.join("model.safetensors").exists() {
+        let bin = build_bench(root, ws, "bench-model")?;
+        cmd::run(Command::new(&bin).arg("--make").arg("--dir").arg(&dir))?;
+    }
+    Ok(dir)
+}
+
+fn serve(root: &Path) -> Result<ExitCode> {
+    let ws = Workspace::read(root)?;
+    let dir = checkpoint(root, &ws)?;
+    let bin = build_bench(root, &ws, "bench-serve")?;
+    let icd = cmd::lavapipe_icd()?;
+    println!(
+        "\nengine decode throughput: 32 requests, 16-token prompts, rank-16 adapters on q/k/v/o,"
+    );
+    println!("bench checkpoint (6 layers, hidden 512); greedy\n");
+    println!(
+        "| device | new tokens | batched, 32 adapters tok/s | one adapter at a time tok/s | batched, base tok/s | speed-up (goal >= 10x) | vs base (goal >= 0.8) | cold load p50 / p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (device, new_tokens) in [("cpu", "16"), ("wgpu", "8")] {
+        let mut command = Command::new(&bin);
+        command
+            .args(["--device", device, "--new-tokens", new_tokens, "--dir"])
+            .arg(&dir)
+            .env("VK_ICD_FILENAMES", &icd)
+            .env("WGPU_BACKEND", "vulkan");
+        let out = command
+            .output()
+            .with_context(|| format!("running {}", cmd::display(&command)))?;
+        if !out.status.success() {
+            bail!(
+                "bench-serve {device} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: Value =
+            serde_json::from_slice(&out.stdout).context("bench-serve printed no JSON")?;
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let name = if device == "wgpu" {
+            "wgpu (lavapipe)"
+        } else {
+            "cpu (NdArray)"
+        };
+        println!(
+            "| {name} | {new_tokens} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2} | {:.1} / {:.1} |",
+            f("decode_tok_s_distinct_batched"),
+            f("decode_tok_s_one_at_a_time"),
+            f("decode_tok_s_base_batched"),
+            f("decode_tok_s_distinct_batched") / f("decode_tok_s_one_at_a_time"),
+            f("decode_tok_s_distinct_batched") / f("decode_tok_s_base_batched"),
+            f("cold_load_ms_p50"),
+            f("cold_load_ms_p99"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn model(root: &Path) -> Result<ExitCode> {
     let ws = Workspace::read(root)?;
     let bin = build_bench(root, &ws, "bench-model")?;
-    let dir = ws.target_dir.join("bench/llama-6x512");
-    if !dir.join("model.safetensors").exists() {
-        cmd::run(Command::new(&bin).arg("--make").arg("--dir").arg(&dir))?;
-    }
+    let dir = checkpoint(root, &ws)?;
     let icd = cmd::lavapipe_icd()?;
     let mut results = Vec::new();
     for (engine, reps) in [("ours-cpu", "3"), ("candle", "3"), ("ours-wgpu", "2")] {

@@ -31,9 +31,10 @@ enum Command {
     /// `setup`, then every test suite; ends with one `N passed, N failed` line.
     Test,
     /// Benchmark reports (not tests): `model` compares our model with candle on the CPU;
-    /// `sgmv` times the SGMV kernels (mixed vs one adapter, vs a launch per adapter, vs matmul).
+    /// `sgmv` times the SGMV kernels (mixed vs one adapter, vs a launch per adapter, vs matmul);
+    /// `serve` measures the continuous-batching engine's decode throughput across adapters.
     Bench {
-        /// What to measure: model or sgmv.
+        /// What to measure: model, sgmv or serve.
         #[arg(default_value = "model")]
         what: String,
         /// sgmv: use the wgpu adapter WGPU_BACKEND / WGPU_ADAPTER_NAME select instead of lavapipe.
