@@ -2,6 +2,7 @@
 //! the crate that does the work.
 
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Generate text from a Hugging Face model folder, optionally with a PEFT adapter.
     Run(run::RunArgs),
+    /// Serve the OpenAI-compatible API (continuous batching, adapters per request) over HTTP.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_json);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,336 @@
+//! `tributary serve` over real HTTP on loopback, against the fixtures' transformers reference and
+//! against requests issued alone.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use tributary_model::{AdapterWeights, LoraConfig, LoraPair, ModelConfig, Target};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tributary-model/tests/fixtures")
+}
+
+/// A running server, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(extra: &[&str]) -> Server {
+    let model = fixtures().join("llama-gqa");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--port", "0", "--model"])
+        .arg(&model)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .last()
+        .expect("the banner ends with the URL")
+        .to_owned();
+    assert!(url.starts_with("http://"), "banner: {line}");
+    Server { child, url }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// (status, JSON body) of a POST.
+fn post(url: &str, body: &str) -> (u16, Value) {
+    let mut r = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+    )
+}
+
+fn get(url: &str) -> String {
+    agent()
+        .get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    get(&format!("{}/metrics", server.url))
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .parse()
+        .unwrap()
+}
+
+fn completion(server: &Server, model: &str, prompt: &str, max_tokens: usize) -> Value {
+    let body = json!({"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true});
+    let (status, v) = post(&format!("{}/v1/completions", server.url), &body.to_string());
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// Writes a random rank-4 PEFT adapter for `config` into a fresh folder.
+fn write_adapter(config: &ModelConfig, dir: &Path, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let targets = vec![Target::Q, Target::V];
+    let mut pairs = Vec::new();
+    for layer in 0..config.num_layers {
+        for &target in &targets {
+            let (fan_in, fan_out) = target.dims(config);
+            let mut values = |n: usize| (0..n).map(|_| rng.random_range(-0.1f32..0.1)).collect();
+            pairs.push(LoraPair {
+                layer,
+                target,
+                a: values(4 * fan_in),
+                b: values(fan_out * 4),
+            });
+        }
+    }
+    let weights = AdapterWeights {
+        name: String::new(),
+        config: LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            use_rslora: false,
+            targets,
+        },
+        pairs,
+    };
+    let (cfg, st) = weights.to_peft_bytes();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("adapter_config.json"), cfg).unwrap();
+    std::fs::write(dir.join("adapter_model.safetensors"), st).unwrap();
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tributary-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn completions_match_transformers_and_streams_match_completions() {
+    let attn = fixtures().join("llama-gqa/adapters/attn-r8");
+    let spec = format!("attn-r8={}", attn.display());
+    let server = serve(&["--adapter", &spec]);
+    let models = get(&format!("{}/v1/models", server.url));
+    assert!(models.contains("\"llama-gqa:attn-r8\""), "{models}");
+
+    let reference: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("llama-gqa/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let prompt = reference["prompts"][0].as_str().unwrap();
+    for (model, case) in [
+        ("llama-gqa", &reference["base"][0]),
+        ("llama-gqa:attn-r8", &reference["adapters"]["attn-r8"][0]),
+    ] {
+        let want = case["greedy"].as_array().unwrap();
+        let v = completion(&server, model, prompt, want.len());
+        assert_eq!(
+            &v["choices"][0]["token_ids"], &case["greedy"],
+            "{model}: transformers' greedy tokens"
+        );
+        assert_eq!(v["usage"]["completion_tokens"], want.len());
+    }
+
+    // The same request streamed: the deltas add up to the completion's text.
+    let whole = completion(&server, "llama-gqa:attn-r8", prompt, 12);
+    let body = json!({"model": "llama-gqa:attn-r8", "prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": true, "stream": true});
+    let mut r = agent()
+        .post(&format!("{}/v1/completions", server.url))
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.body_mut().read_to_string().unwrap();
+    let datas: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(datas.last(), Some(&"[DONE]"));
+    let streamed: String = datas[..datas.len() - 1]
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["choices"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(streamed, whole["choices"][0]["text"].as_str().unwrap());
+}
+
+#[test]
+fn sixteen_concurrent_requests_over_sixteen_adapters_equal_their_single_runs() {
+    let config = ModelConfig::from_file(&fixtures().join("llama-gqa/config.json")).unwrap();
+    let root = temp("sixteen");
+    let server = serve(&[]);
+    for k in 0..16 {
+        let dir = root.join(format!("a{k}"));
+        write_adapter(&config, &dir, k);
+        let (status, v) = post(
+            &format!("{}/v1/adapters", server.url),
+            &json!({"name": format!("a{k}"), "path": dir}).to_string(),
+        );
+        assert_eq!(status, 201, "{v}");
+    }
+    let prompts: Vec<String> = (0..16)
+        .map(|k| format!("This License {k} applies"))
+        .collect();
+    let concurrent: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|k| {
+                let (server, prompt) = (&server, &prompts[k]);
+                scope.spawn(move || completion(server, &format!("llama-gqa:a{k}"), prompt, 10))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (k, v) in concurrent.iter().enumerate() {
+        let alone = completion(&server, &format!("llama-gqa:a{k}"), &prompts[k], 10);
+        assert_eq!(
+            v["choices"][0]["token_ids"], alone["choices"][0]["token_ids"],
+            "adapter a{k}"
+        );
+    }
+    let distinct: std::collections::HashSet<String> = concurrent
+        .iter()
+        .map(|v| v["choices"][0]["token_ids"].to_string())
+        .collect();
+    assert!(distinct.len() > 8, "different adapters answer differently");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn errors_come_back_in_openai_shape_with_the_right_status() {
+    let server = serve(&[]);
+    let url = format!("{}/v1/completions", server.url);
+    let cases = [
+        (
+            json!({"model": "llama-gqa:nope", "prompt": "x"}).to_string(),
+            404,
+        ),
+        (
+            json!({"model": "other-model", "prompt": "x"}).to_string(),
+            404,
+        ),
+        ("{not json".to_owned(), 400),
+        (
+            json!({"model": "llama-gqa", "prompt": "word ".repeat(400)}).to_string(),
+            413,
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, v) = post(&url, &body);
+        assert_eq!(status, want, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+        assert!(v["error"]["type"].is_string(), "{v}");
+    }
+    // An adapter made for another base (Qwen2's) is refused at registration.
+    let qwen = fixtures().join("qwen2-bias/adapters/all-r6");
+    let (status, v) = post(
+        &format!("{}/v1/adapters", server.url),
+        &json!({"name": "q", "path": qwen}).to_string(),
+    );
+    assert_eq!(status, 422, "{v}");
+}
+
+#[test]
+fn ten_adapters_rotate_through_a_budget_of_two_and_a_disconnect_frees_kv() {
+    let config = ModelConfig::from_file(&fixtures().join("llama-gqa/config.json")).unwrap();
+    let root = temp("rotate");
+    // One rank-4 q/v adapter is 7 KiB of f32 here: a 15 KiB budget holds two.
+    let server = serve(&[
+        "--adapter-budget-kib",
+        "15",
+        "--adapter-host-budget-kib",
+        "15",
+    ]);
+    for k in 0..10 {
+        let dir = root.join(format!("r{k}"));
+        write_adapter(&config, &dir, 100 + k);
+        post(
+            &format!("{}/v1/adapters", server.url),
+            &json!({"name": format!("r{k}"), "path": dir}).to_string(),
+        );
+    }
+    for round in 0..2 {
+        for k in 0..10 {
+            let v = completion(&server, &format!("llama-gqa:r{k}"), "Hello", 3);
+            assert_eq!(
+                v["usage"]["completion_tokens"], 3,
+                "round {round}, adapter r{k}"
+            );
+        }
+    }
+    assert!(
+        metric(
+            &server,
+            "tributary_adapter_evictions_total{tier=\"device\"}"
+        ) >= 18.0
+    );
+
+    // A client that goes away mid-stream: its KV blocks come back, and generation stops early.
+    let tokens_before = metric(&server, "tributary_tokens_generated_total");
+    let body = json!({"model": "llama-gqa", "prompt": "Hello", "max_tokens": 200, "temperature": 0, "ignore_eos": true, "stream": true});
+    let mut r = agent()
+        .post(&format!("{}/v1/completions", server.url))
+        .send(body.to_string())
+        .unwrap();
+    let mut reader = BufReader::new(r.body_mut().as_reader());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("data: "), "{line}");
+    assert!(metric(&server, "tributary_kv_blocks_used") > 0.0);
+    drop(reader);
+    drop(r);
+    let start = Instant::now();
+    while metric(&server, "tributary_kv_blocks_used") > 0.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "KV blocks were not freed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&server, "tributary_requests_running"), 0.0);
+    let generated = metric(&server, "tributary_tokens_generated_total") - tokens_before;
+    assert!(
+        generated < 200.0,
+        "the request ran to the end ({generated} tokens): not cancelled"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
