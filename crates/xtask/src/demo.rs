@@ -1,20 +1,93 @@
-//! `cargo xtask demo`: the project's main job. Until the serving issues land it is the browser
-//! smoke pages — the WGSL kernel over WebGPU checked against its CPU reference, and the model with
-//! a LoRA adapter generating in the tab, checked against transformers — served locally, run once
-//! in headless Chromium so the results show in the terminal, then left up for a browser.
+//! `cargo xtask demo`: the project's main job. The `tributary serve` OpenAI-compatible API on the
+//! embedded fixture checkpoint (random weights) with two LoRA adapters, checked with one real
+//! request; and the browser smoke pages — the WGSL kernels over WebGPU checked against their CPU
+//! references, and the model with a LoRA adapter generating in the tab, checked against
+//! transformers — run once in headless Chromium so the results show in the terminal. Both stay up
+//! until Ctrl-C (or exit at once with `--once`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Workspace};
 use crate::{setup, smoke};
 
-pub fn run(root: &Path, port: u16, once: bool) -> Result<ExitCode> {
+/// Kills the API server when the demo ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tributary serve` on the fixture checkpoint with its adapters; returns it and its URL.
+fn start_api(root: &Path, ws: &Workspace, port: u16) -> Result<(Killed, String)> {
+    println!("== demo: building and starting `tributary serve` ==");
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .args(["build", "-p", "tributary-node"]),
+    )?;
+    let fixture = root.join("crates/tributary-model/tests/fixtures/llama-gqa");
+    let adapter = |name: &str| format!("{name}={}", fixture.join("adapters").join(name).display());
+    let mut child = Command::new(ws.target_dir.join("debug/tributary"))
+        .args(["serve", "--port", &port.to_string(), "--model"])
+        .arg(&fixture)
+        .args([
+            "--adapter",
+            &adapter("attn-r8"),
+            "--adapter",
+            &adapter("mlp-r4"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("could not start `tributary serve`")?;
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().context("api stdout")?).read_line(&mut banner)?;
+    let child = Killed(child);
+    let Some(url) = banner
+        .split_whitespace()
+        .last()
+        .filter(|u| u.starts_with("http://"))
+    else {
+        bail!("`tributary serve` did not start (port {port} in use?)");
+    };
+    Ok((child, url.to_owned()))
+}
+
+/// One completion over plain HTTP/1.1 (what the printed curl line does); returns the body.
+fn ask(url: &str, body: &str) -> Result<String> {
+    let host = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    write!(
+        stream,
+        "POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("the API answered: {head}\n{body}");
+    }
+    Ok(body.to_owned())
+}
+
+pub fn run(root: &Path, port: u16, api_port: u16, once: bool) -> Result<ExitCode> {
     setup::install(root)?;
     let ws = Workspace::read(root)?;
+    let (_api, api) = start_api(root, &ws, api_port)?;
+    let body = r#"{"model": "llama-gqa:attn-r8", "prompt": "This License applies to any program", "max_tokens": 16, "temperature": 0}"#;
+    println!("The weights are random (a test fixture): the text is not meant to read.");
+    println!("$ curl {api}/v1/completions -H 'Content-Type: application/json' -d '{body}'");
+    println!("{}", ask(&api, body)?);
+    println!("(also: {api}/v1/models, {api}/metrics, \"stream\": true for SSE)\n");
     println!("== demo: building the smoke pages ==");
     let pkg = smoke::build(root, &ws)?;
 

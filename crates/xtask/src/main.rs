@@ -46,9 +46,12 @@ enum Command {
     Fixtures,
     /// `setup`, build, and run the project's main job.
     Demo {
-        /// Port for the local server.
+        /// Port for the smoke pages.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Port for the OpenAI-compatible API (`tributary serve`).
+        #[arg(long, default_value_t = 8000)]
+        api_port: u16,
         /// Run the job once in headless Chromium and exit instead of serving until Ctrl-C.
         #[arg(long)]
         once: bool,
@@ -67,7 +70,11 @@ fn main() -> ExitCode {
             adapter_from_env,
         } => bench::run(&root, &what, adapter_from_env),
         Command::Fixtures => fixtures::run(&root),
-        Command::Demo { port, once } => demo::run(&root, port, once),
+        Command::Demo {
+            port,
+            api_port,
+            once,
+        } => demo::run(&root, port, api_port, once),
     };
     match result {
         Ok(code) => code,
