@@ -21,6 +21,17 @@ pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> 
     }
 }
 
+/// Runs a bench binary and parses the one JSON object it prints.
+fn run_json(command: &mut Command, what: &str) -> Result<Value> {
+    let out = command
+        .output()
+        .with_context(|| format!("running {}", cmd::display(command)))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{what} printed no JSON"))
+}
+
 /// Builds one of tributary-bench's binaries in release mode; returns its path.
 fn build_bench(root: &Path, ws: &Workspace, bin: &str) -> Result<std::path::PathBuf> {
     cmd::run(cmd::cargo().current_dir(root).args([
@@ -42,16 +53,7 @@ fn sgmv(root: &Path, adapter_from_env: bool) -> Result<ExitCode> {
             .env("VK_ICD_FILENAMES", cmd::lavapipe_icd()?)
             .env("WGPU_BACKEND", "vulkan");
     }
-    let out = command
-        .output()
-        .with_context(|| format!("running {}", cmd::display(&command)))?;
-    if !out.status.success() {
-        bail!(
-            "bench-sgmv failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("bench-sgmv printed no JSON")?;
+    let v = run_json(&mut command, "bench-sgmv")?;
     let ms = |name: &str| v[name].as_f64().unwrap_or(f64::NAN);
     println!(
         "\nSGMV, hidden 2048 -> 2048, rank 16, f32; wgpu {}; medians in ms\n",
@@ -114,17 +116,7 @@ fn serve(root: &Path) -> Result<ExitCode> {
             .arg(&dir)
             .env("VK_ICD_FILENAMES", &icd)
             .env("WGPU_BACKEND", "vulkan");
-        let out = command
-            .output()
-            .with_context(|| format!("running {}", cmd::display(&command)))?;
-        if !out.status.success() {
-            bail!(
-                "bench-serve {device} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let v: Value =
-            serde_json::from_slice(&out.stdout).context("bench-serve printed no JSON")?;
+        let v = run_json(&mut command, &format!("bench-serve {device}"))?;
         let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
         let name = if device == "wgpu" {
             "wgpu (lavapipe)"
@@ -158,14 +150,7 @@ fn model(root: &Path) -> Result<ExitCode> {
             .args(["--engine", engine, "--reps", reps, "--dir"])
             .arg(&dir)
             .env("VK_ICD_FILENAMES", &icd);
-        let out = command
-            .output()
-            .with_context(|| format!("running {}", cmd::display(&command)))?;
-        if !out.status.success() {
-            bail!("{engine} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let line: Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("{engine} printed no JSON result"))?;
+        let line = run_json(&mut command, engine)?;
         results.push((engine, line));
     }
     let get = |engine: &str, key: &str| {
