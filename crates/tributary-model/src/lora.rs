@@ -202,6 +202,50 @@ fn key(layer: usize, target: Target, matrix: &str) -> String {
 }
 
 impl AdapterWeights {
+    /// A seeded random adapter of `rank` on `targets` for a base of `config`, values uniform in
+    /// ±`amplitude`: what tests, benchmarks and demos need when the shape matters and the file
+    /// does not.
+    pub fn random(
+        config: &ModelConfig,
+        name: &str,
+        (rank, alpha): (usize, f64),
+        targets: &[Target],
+        amplitude: f32,
+        seed: u64,
+    ) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| rng.random_range(-amplitude..amplitude))
+                .collect()
+        };
+        let mut pairs = Vec::new();
+        for layer in 0..config.num_layers {
+            for &target in targets {
+                let (fan_in, fan_out) = target.dims(config);
+                let a = values(rank * fan_in);
+                let b = values(fan_out * rank);
+                pairs.push(LoraPair {
+                    layer,
+                    target,
+                    a,
+                    b,
+                });
+            }
+        }
+        Self {
+            name: name.to_owned(),
+            config: LoraConfig {
+                rank,
+                alpha,
+                use_rslora: false,
+                targets: targets.to_vec(),
+            },
+            pairs,
+        }
+    }
+
     /// The adapter as PEFT's two files, `adapter_config.json` and `adapter_model.safetensors`
     /// (f32), so adapters made here (fine-tunes, tests, benchmarks) load wherever PEFT's do.
     pub fn to_peft_bytes(&self) -> (Vec<u8>, Vec<u8>) {

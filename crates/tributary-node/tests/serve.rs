@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use tributary_model::{AdapterWeights, LoraConfig, LoraPair, ModelConfig, Target};
+use tributary_model::{AdapterWeights, ModelConfig, Target};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tributary-model/tests/fixtures")
@@ -100,31 +98,7 @@ fn completion(server: &Server, model: &str, prompt: &str, max_tokens: usize) -> 
 
 /// Writes a random rank-4 PEFT adapter for `config` into a fresh folder.
 fn write_adapter(config: &ModelConfig, dir: &Path, seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let targets = vec![Target::Q, Target::V];
-    let mut pairs = Vec::new();
-    for layer in 0..config.num_layers {
-        for &target in &targets {
-            let (fan_in, fan_out) = target.dims(config);
-            let mut values = |n: usize| (0..n).map(|_| rng.random_range(-0.1f32..0.1)).collect();
-            pairs.push(LoraPair {
-                layer,
-                target,
-                a: values(4 * fan_in),
-                b: values(fan_out * 4),
-            });
-        }
-    }
-    let weights = AdapterWeights {
-        name: String::new(),
-        config: LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            use_rslora: false,
-            targets,
-        },
-        pairs,
-    };
+    let weights = AdapterWeights::random(config, "", (4, 8.0), &[Target::Q, Target::V], 0.1, seed);
     let (cfg, st) = weights.to_peft_bytes();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("adapter_config.json"), cfg).unwrap();

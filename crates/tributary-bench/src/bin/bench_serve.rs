@@ -12,12 +12,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use tributary_model::{
-    AdapterWeights, LoraConfig, LoraPair, Model, SamplingParams, SgmvBackend, Target,
-};
+use tributary_model::{AdapterWeights, Model, SamplingParams, SgmvBackend, Target};
 use tributary_serve::{
     AdapterSource, AdapterStore, Budgets, Engine, EngineConfig, Event, Request, content_hash,
 };
@@ -56,34 +52,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn random_adapter<B: SgmvBackend>(model: &Model<B>, seed: u64) -> AdapterWeights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let targets = vec![Target::Q, Target::K, Target::V, Target::O];
-    let mut pairs = Vec::new();
-    for layer in 0..model.config.num_layers {
-        for &target in &targets {
-            let (fan_in, fan_out) = target.dims(&model.config);
-            let mut values = |n: usize| (0..n).map(|_| rng.random_range(-0.02f32..0.02)).collect();
-            pairs.push(LoraPair {
-                layer,
-                target,
-                a: values(RANK * fan_in),
-                b: values(fan_out * RANK),
-            });
-        }
-    }
-    AdapterWeights {
-        name: format!("a{seed}"),
-        config: LoraConfig {
-            rank: RANK,
-            alpha: 32.0,
-            use_rslora: false,
-            targets,
-        },
-        pairs,
-    }
-}
-
 fn run<B: SgmvBackend>(args: &Args, device: &B::Device) -> Result<serde_json::Value> {
     let model = Arc::new(Model::<B>::load(&args.dir, device).with_context(|| {
         format!(
@@ -97,7 +65,10 @@ fn run<B: SgmvBackend>(args: &Args, device: &B::Device) -> Result<serde_json::Va
     };
     let store = Arc::new(AdapterStore::new(Arc::clone(&model), budgets));
     for k in 0..args.requests {
-        let (config, safetensors) = random_adapter(&model, k as u64).to_peft_bytes();
+        let targets = [Target::Q, Target::K, Target::V, Target::O];
+        let weights =
+            AdapterWeights::random(&model.config, "", (RANK, 32.0), &targets, 0.02, k as u64);
+        let (config, safetensors) = weights.to_peft_bytes();
         let hash = content_hash(&config, &safetensors);
         let source = AdapterSource::Bytes {
             config: config.into(),

@@ -9,15 +9,15 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tributary_model::{
-    Adapter, AdapterWeights, Adapters, LoraConfig, LoraPair, Model, PagedKv, SamplingParams, SeqKv,
-    SgmvBackend, Step, Target, generate,
+    Adapter, AdapterWeights, Adapters, Model, PagedKv, SamplingParams, SeqKv, SgmvBackend, Step,
+    Target, generate,
 };
 
 pub const SEQUENCES: usize = 8;
 const PROMPT_LEN: usize = 6;
 const NEW_TOKENS: usize = 8;
 
-/// A random PEFT adapter for `model`: its own rank and targets, small weights.
+/// A random PEFT adapter for `model`: its own rank and targets, small weights, scale 1.5.
 pub fn random_adapter<B: SgmvBackend>(
     model: &Model<B>,
     name: &str,
@@ -25,31 +25,14 @@ pub fn random_adapter<B: SgmvBackend>(
     targets: &[Target],
     seed: u64,
 ) -> AdapterWeights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut values =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-0.05..0.05)).collect() };
-    let mut pairs = Vec::new();
-    for layer in 0..model.config.num_layers {
-        for &target in targets {
-            let (fan_in, fan_out) = target.dims(&model.config);
-            pairs.push(LoraPair {
-                layer,
-                target,
-                a: values(rank * fan_in),
-                b: values(fan_out * rank),
-            });
-        }
-    }
-    AdapterWeights {
-        name: name.to_owned(),
-        config: LoraConfig {
-            rank,
-            alpha: 1.5 * rank as f64,
-            use_rslora: false,
-            targets: targets.to_vec(),
-        },
-        pairs,
-    }
+    AdapterWeights::random(
+        &model.config,
+        name,
+        (rank, 1.5 * rank as f64),
+        targets,
+        0.05,
+        seed,
+    )
 }
 
 /// Eight adapters of mixed ranks and target sets.

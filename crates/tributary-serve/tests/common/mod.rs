@@ -6,10 +6,7 @@ use std::sync::Arc;
 
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::{Dtype, TensorView};
-use tributary_model::{Adapters, Model, Target};
+use tributary_model::{AdapterWeights, Adapters, Model, Target};
 use tributary_serve::{AdapterSource, AdapterStore, Budgets};
 
 pub type B = NdArray;
@@ -31,40 +28,17 @@ pub const ROOMY: Budgets = Budgets {
 
 /// A PEFT adapter for `model` on q and v with rank 4, as the two files' bytes.
 pub fn random_adapter(model: &Model<B>, seed: u64) -> AdapterSource {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let rank = 4;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for layer in 0..model.config.num_layers {
-        for target in [Target::Q, Target::V] {
-            let (fan_in, fan_out) = target.dims(&model.config);
-            for (m, shape) in [("A", vec![rank, fan_in]), ("B", vec![fan_out, rank])] {
-                let n: usize = shape.iter().product();
-                let bytes: Vec<u8> = (0..n)
-                    .flat_map(|_| rng.random_range(-0.1f32..0.1).to_le_bytes())
-                    .collect();
-                let key = format!(
-                    "base_model.model.model.layers.{layer}.{}.lora_{m}.weight",
-                    target.path()
-                );
-                tensors.push((key, shape, bytes));
-            }
-        }
-    }
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(k, s, b)| {
-            (
-                k.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let safetensors = safetensors::serialize(views, None).unwrap();
-    let config = serde_json::json!({
-        "peft_type": "LORA", "r": rank, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]
-    });
+    let weights = AdapterWeights::random(
+        &model.config,
+        "",
+        (4, 8.0),
+        &[Target::Q, Target::V],
+        0.1,
+        seed,
+    );
+    let (config, safetensors) = weights.to_peft_bytes();
     AdapterSource::Bytes {
-        config: serde_json::to_vec(&config).unwrap().into(),
+        config: config.into(),
         safetensors: safetensors.into(),
     }
 }
