@@ -36,6 +36,8 @@ pub enum ModelError {
     MissingTensor { tensor: String, searched: String },
     #[error("{file}: tokenizer: {reason}")]
     Tokenizer { file: PathBuf, reason: String },
+    #[error("{file}: chat template: {reason}")]
+    ChatTemplate { file: PathBuf, reason: String },
     #[error("reading a result back from the device failed: {0}")]
     Readback(String),
     #[error("{0}")]

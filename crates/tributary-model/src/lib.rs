@@ -6,6 +6,7 @@
 //! `tokenizer.json`, PEFT adapter folders — and every problem with them is a [`ModelError`]
 //! naming the file and field or tensor at fault.
 
+mod chat;
 mod config;
 mod error;
 mod generate;
@@ -16,6 +17,7 @@ mod rope;
 mod tokenizer;
 mod weights;
 
+pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
 pub use generate::{Generation, Sampler, SamplingParams, StopReason, generate};

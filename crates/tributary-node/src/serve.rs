@@ -23,10 +23,13 @@ use clap::Args;
 use futures_util::stream;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc as tmpsc, oneshot};
-use tributary_model::{AdapterWeights, Model, SamplingParams, SgmvBackend, StopReason, Tokenizer};
+use tributary_model::{
+    AdapterWeights, ChatMessage, ChatTemplate, Model, SamplingParams, SgmvBackend, StopReason,
+    Tokenizer,
+};
 use tributary_serve::{
     AdapterSource, AdapterStore, Budgets, Engine, EngineConfig, EngineError, EngineMetrics, Event,
-    Request,
+    FetchError, Request, fetch_adapter,
 };
 
 use crate::run::Device;
@@ -36,9 +39,20 @@ pub struct ServeArgs {
     /// Hugging Face model folder (config.json, model.safetensors, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
-    /// Adapters to register at start, as NAME=FOLDER (repeatable); loaded on first use.
-    #[arg(long = "adapter", value_name = "NAME=FOLDER")]
+    /// Adapters to register at start, as NAME=FOLDER or NAME=URL (http(s):// folder or
+    /// hf://ORG/REPO[@REVISION]); repeatable. Loaded on first use; URLs are downloaded first.
+    #[arg(long = "adapter", value_name = "NAME=FOLDER|URL")]
     adapters: Vec<String>,
+    /// Where adapters registered by URL are kept, one folder per content hash.
+    #[arg(long, env = "TRIBUTARY_ADAPTER_CACHE", value_name = "DIR")]
+    adapter_cache: Option<PathBuf>,
+    /// Largest adapter file accepted from a URL, MiB.
+    #[arg(long, default_value_t = 1024)]
+    adapter_max_mib: u64,
+    /// A Jinja chat template for /v1/chat/completions, in place of the model folder's own
+    /// (chat_template.jinja or tokenizer_config.json).
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1", env = "TRIBUTARY_HOST")]
     host: String,
     /// 0 picks a free port; the URL is printed on stdout either way.
@@ -84,10 +98,56 @@ struct AppState<B: SgmvBackend> {
     engine: mpsc::Sender<Command>,
     metrics: Arc<Mutex<EngineMetrics>>,
     eos: Vec<u32>,
+    chat_template: Option<ChatTemplate>,
+    fetcher: Fetcher,
+}
+
+/// Turns an adapter location into a local folder, downloading URLs into the cache.
+#[derive(Debug, Clone)]
+struct Fetcher {
+    cache: PathBuf,
+    max_bytes: u64,
+}
+
+impl Fetcher {
+    /// The folder to load from and, for a download, the content hash to pin it to.
+    fn local(
+        &self,
+        location: &str,
+        sha256: Option<[u8; 32]>,
+    ) -> Result<(PathBuf, Option<[u8; 32]>), FetchError> {
+        if location.contains("://") {
+            let (dir, hash) = fetch_adapter(location, &self.cache, self.max_bytes, sha256)?;
+            Ok((dir, Some(hash)))
+        } else {
+            Ok((PathBuf::from(location), sha256))
+        }
+    }
+}
+
+fn default_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("tributary/adapters")
 }
 
 fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
     let tokenizer = Tokenizer::from_file(&args.model.join("tokenizer.json"))?;
+    let chat_template = match &args.chat_template {
+        Some(file) => {
+            let source = std::fs::read_to_string(file)
+                .with_context(|| format!("--chat-template {}", file.display()))?;
+            // The folder's special tokens still apply to a template given on its own.
+            let folder = ChatTemplate::from_model_dir(&args.model)?;
+            let (bos, eos) = folder.as_ref().map_or((String::new(), String::new()), |t| {
+                (t.bos_token().to_owned(), t.eos_token().to_owned())
+            });
+            Some(ChatTemplate::new(file, &source, &bos, &eos)?)
+        }
+        None => ChatTemplate::from_model_dir(&args.model)?,
+    };
     let model = Arc::new(Model::<B>::load(&args.model, device)?);
     let base = args
         .model
@@ -102,12 +162,17 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
             host_bytes: args.adapter_host_budget_kib << 10,
         },
     ));
+    let fetcher = Fetcher {
+        cache: args.adapter_cache.clone().unwrap_or_else(default_cache),
+        max_bytes: args.adapter_max_mib << 20,
+    };
     for spec in &args.adapters {
-        let (name, dir) = spec
+        let (name, location) = spec
             .split_once('=')
-            .with_context(|| format!("--adapter {spec}: expected NAME=FOLDER"))?;
-        AdapterWeights::open_dir(dir.as_ref(), &model.config)?;
-        store.register(name, AdapterSource::Dir(dir.into()), None)?;
+            .with_context(|| format!("--adapter {spec}: expected NAME=FOLDER or NAME=URL"))?;
+        let (dir, hash) = fetcher.local(location, None)?;
+        AdapterWeights::open_dir(&dir, &model.config)?;
+        store.register(name, AdapterSource::Dir(dir), hash)?;
     }
     let config = EngineConfig {
         max_queue: args.max_queue,
@@ -129,11 +194,14 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
         tokenizer,
         engine: tx,
         metrics,
+        chat_template,
+        fetcher,
     });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/models", get(models::<B>))
         .route("/v1/completions", post(completions::<B>))
+        .route("/v1/chat/completions", post(chat_completions::<B>))
         .route("/v1/adapters", post(register::<B>))
         .route("/metrics", get(metrics_text::<B>))
         .with_state(state);
@@ -185,7 +253,11 @@ fn engine_loop<B: SgmvBackend>(
             let _ = reply.send(result);
             continue; // take every queued command before stepping
         }
-        match pollster::block_on(engine.step()) {
+        let stepped = pollster::block_on(engine.step());
+        // Publish the counts before the events, so a client that has its last token sees its
+        // blocks released in /metrics.
+        *metrics.lock().unwrap_or_else(|e| e.into_inner()) = engine.metrics();
+        match stepped {
             Ok(events) => {
                 for event in events {
                     let (id, last) = match &event {
@@ -207,11 +279,45 @@ fn engine_loop<B: SgmvBackend>(
     }
 }
 
-/// An error in OpenAI's shape.
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    let body =
-        json!({"error": {"message": message.into(), "type": kind, "param": null, "code": null}});
-    (status, axum::Json(body)).into_response()
+/// An error in OpenAI's shape, with its HTTP status.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    fn engine_stopped() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the engine has stopped",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"message": self.message, "type": self.kind, "param": null, "code": null}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Response {
+    ApiError::new(status, kind, message).into_response()
 }
 
 async fn models<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Response {
@@ -224,33 +330,65 @@ async fn models<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
+/// `POST /v1/adapters` with `{name, path}` (a folder on the server) or `{name, url}`, and
+/// optionally `sha256`, the hex [`content_hash`](tributary_serve::content_hash) to insist on.
 async fn register<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: Bytes) -> Response {
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "the body is not valid JSON",
-        );
+    let v = match parse_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
-    let (Some(name), Some(path)) = (v["name"].as_str(), v["path"].as_str()) else {
+    let location = v["url"].as_str().or(v["path"].as_str()).map(str::to_owned);
+    let (Some(name), Some(location)) = (v["name"].as_str(), location) else {
+        return bad_request("`name` and one of `path` or `url` are required");
+    };
+    let sha256 = match v["sha256"].as_str().map(parse_hash).transpose() {
+        Ok(h) => h,
+        Err(e) => return bad_request(e),
+    };
+    if s.store.contains(name) {
         return error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             "invalid_request_error",
-            "`name` and `path` are required",
+            format!("an adapter named `{name}` is already registered"),
         );
+    }
+    // Downloads block; keep them off the request threads.
+    let fetcher = s.fetcher.clone();
+    let fetched = tokio::task::spawn_blocking(move || fetcher.local(&location, sha256)).await;
+    let (dir, hash) = match fetched {
+        Ok(Ok(found)) => found,
+        Ok(Err(e @ FetchError::BadUrl(_))) => return bad_request(e.to_string()),
+        Ok(Err(e @ FetchError::Hash { .. })) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_adapter",
+                e.to_string(),
+            );
+        }
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "adapter_fetch_failed",
+                e.to_string(),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                e.to_string(),
+            );
+        }
     };
     // Validate against the base now, so a wrong adapter is refused at registration.
-    if let Err(e) = AdapterWeights::open_dir(path.as_ref(), &s.store.model().config) {
+    if let Err(e) = AdapterWeights::open_dir(&dir, &s.store.model().config) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_adapter",
             e.to_string(),
         );
     }
-    match s
-        .store
-        .register(name, AdapterSource::Dir(path.into()), None)
-    {
+    match s.store.register(name, AdapterSource::Dir(dir), hash) {
         Ok(()) => (
             StatusCode::CREATED,
             axum::Json(json!({"id": format!("{}:{name}", s.base)})),
@@ -258,6 +396,18 @@ async fn register<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: Bytes
             .into_response(),
         Err(e) => error(StatusCode::CONFLICT, "invalid_request_error", e.to_string()),
     }
+}
+
+fn parse_hash(hex: &str) -> Result<[u8; 32], String> {
+    let bad = || format!("`sha256` must be 64 hex digits, got `{hex}`");
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 async fn metrics_text<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> String {
@@ -289,27 +439,101 @@ async fn metrics_text<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Stri
     )
 }
 
+/// What the two completion endpoints return: OpenAI's legacy text shape or the chat shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Text,
+    Chat,
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    ApiError::bad_request(message).into_response()
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice::<Value>(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
 async fn completions<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: Bytes) -> Response {
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "the body is not valid JSON",
-        );
-    };
-    let Some(model) = v["model"].as_str() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "`model` is required",
-        );
+    let v = match parse_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
     let Some(prompt) = v["prompt"].as_str() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "`prompt` must be a string",
+        return bad_request("`prompt` must be a string");
+    };
+    complete(&s, &v, prompt, Shape::Text).await
+}
+
+async fn chat_completions<B: SgmvBackend>(
+    State(s): State<Arc<AppState<B>>>,
+    body: Bytes,
+) -> Response {
+    let v = match parse_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let Some(template) = &s.chat_template else {
+        return bad_request(
+            "this model has no chat template (chat_template.jinja or tokenizer_config.json); \
+             start the server with --chat-template FILE, or use /v1/completions",
         );
+    };
+    let messages = match chat_messages(&v["messages"]) {
+        Ok(m) => m,
+        Err(e) => return bad_request(e),
+    };
+    match template.render(&messages, true) {
+        Ok(prompt) => complete(&s, &v, &prompt, Shape::Chat).await,
+        // The template refused the conversation (roles out of order, say).
+        Err(e) => bad_request(e.to_string()),
+    }
+}
+
+/// `messages` as OpenAI sends them: content a string or a list of text parts.
+fn chat_messages(v: &Value) -> Result<Vec<ChatMessage>, String> {
+    let list = v.as_array().ok_or("`messages` must be a list")?;
+    if list.is_empty() {
+        return Err("`messages` is empty".into());
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = m["role"]
+                .as_str()
+                .ok_or(format!("messages[{i}].role must be a string"))?;
+            let content = match &m["content"] {
+                Value::String(text) => text.clone(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .map(|p| match (p["type"].as_str(), p["text"].as_str()) {
+                        (Some("text"), Some(text)) => Ok(text),
+                        _ => Err(format!(
+                            "messages[{i}].content: only text parts are supported"
+                        )),
+                    })
+                    .collect::<Result<String, _>>()?,
+                _ => return Err(format!("messages[{i}].content must be a string or a list")),
+            };
+            Ok(ChatMessage {
+                role: role.to_owned(),
+                content,
+            })
+        })
+        .collect()
+}
+
+/// Submits `prompt` with the request's sampling fields and answers in `shape`, streamed as
+/// server-sent events when asked.
+async fn complete<B: SgmvBackend>(
+    s: &AppState<B>,
+    v: &Value,
+    prompt: &str,
+    shape: Shape,
+) -> Response {
+    let Some(model) = v["model"].as_str() else {
+        return bad_request("`model` is required");
     };
     let adapter = match model.split_once(':') {
         None if model == s.base => None,
@@ -324,20 +548,18 @@ async fn completions<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: By
     };
     let prompt_ids = match s.tokenizer.encode(prompt) {
         Ok(ids) => ids,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                e.to_string(),
-            );
-        }
+        Err(e) => return bad_request(e.to_string()),
     };
+    let max_tokens = v["max_completion_tokens"]
+        .as_u64()
+        .or(v["max_tokens"].as_u64())
+        .unwrap_or(16) as usize;
     let params = SamplingParams {
         temperature: v["temperature"].as_f64().unwrap_or(1.0) as f32,
         top_k: 0,
         top_p: v["top_p"].as_f64().unwrap_or(1.0) as f32,
         seed: v["seed"].as_u64().unwrap_or(0),
-        max_tokens: v["max_tokens"].as_u64().unwrap_or(16) as usize,
+        max_tokens,
         // `ignore_eos` as vLLM spells it: keep going past end-of-sequence.
         stop_tokens: if v["ignore_eos"].as_bool() == Some(true) {
             Vec::new()
@@ -345,120 +567,33 @@ async fn completions<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: By
             s.eos.clone()
         },
     };
-    let (reply, id_rx) = oneshot::channel();
-    let (events, mut rx) = tmpsc::unbounded_channel();
     let request = Request {
         adapter,
         prompt: prompt_ids.clone(),
         params,
     };
-    if s.engine
-        .send(Command::Submit {
-            request,
-            reply,
-            events,
-        })
-        .is_err()
-    {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "the engine has stopped",
-        );
-    }
-    match id_rx.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            let status = match &e {
-                EngineError::UnknownAdapter(_) => StatusCode::NOT_FOUND,
-                EngineError::OverContext(..) | EngineError::OverKvBudget(..) => {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                }
-                EngineError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return error(status, "invalid_request_error", e.to_string());
-        }
-        Err(_) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                "the engine has stopped",
-            );
-        }
-    }
-    let id = format!(
-        "cmpl-{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    let created = SystemTime::now()
+    let rx = match submit(s, request).await {
+        Ok(rx) => rx,
+        Err(e) => return e.into_response(),
+    };
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let finish = |r: &StopReason| {
-        if *r == StopReason::StopToken {
-            "stop"
-        } else {
-            "length"
-        }
+        .unwrap_or_default();
+    let reply = Reply {
+        id: match shape {
+            Shape::Text => format!("cmpl-{}", now.as_nanos()),
+            Shape::Chat => format!("chatcmpl-{}", now.as_nanos()),
+        },
+        created: now.as_secs(),
+        model: model.to_owned(),
+        shape,
     };
     if v["stream"].as_bool() == Some(true) {
-        let tokenizer = s.tokenizer.clone();
-        let model = model.to_owned();
-        // Decode everything so far and send what is new, so characters split across tokens come
-        // out whole.
-        let stream = stream::unfold(
-            (rx, Vec::<u32>::new(), 0usize, false),
-            move |(mut rx, mut tokens, mut sent, done)| {
-                let (tokenizer, model, id) = (tokenizer.clone(), model.clone(), id.clone());
-                async move {
-                    if done {
-                        return None;
-                    }
-                    let chunk = |text: &str, reason: Value| {
-                        json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                               "choices": [{"index": 0, "text": text, "finish_reason": reason}]})
-                    };
-                    match rx.recv().await {
-                        Some(Event::Token { token, .. }) => {
-                            tokens.push(token);
-                            let text = tokenizer.decode(&tokens).unwrap_or_default();
-                            let delta = if text.len() > sent && text.is_char_boundary(sent) {
-                                text[sent..].to_owned()
-                            } else {
-                                String::new()
-                            };
-                            sent = sent.max(text.len());
-                            let e =
-                                SseEvent::default().data(chunk(&delta, Value::Null).to_string());
-                            Some((
-                                Ok::<_, std::convert::Infallible>(e),
-                                (rx, tokens, sent, false),
-                            ))
-                        }
-                        Some(Event::Finished { reason, .. }) => {
-                            let e = SseEvent::default()
-                                .data(chunk("", finish(&reason).into()).to_string());
-                            Some((Ok(e), (rx, tokens, sent, true)))
-                        }
-                        Some(Event::Failed { error, .. }) => {
-                            let e = SseEvent::default().data(
-                                json!({"error": {"message": error, "type": "server_error"}})
-                                    .to_string(),
-                            );
-                            Some((Ok(e), (rx, tokens, sent, true)))
-                        }
-                        None => None,
-                    }
-                }
-            },
-        );
-        let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
-        return Sse::new(futures_util::StreamExt::chain(stream, done)).into_response();
+        return stream_reply(reply, rx, s.tokenizer.clone());
     }
     let mut tokens = Vec::new();
     let mut reason = StopReason::MaxTokens;
+    let mut rx = rx;
     while let Some(event) = rx.recv().await {
         match event {
             Event::Token { token, .. } => tokens.push(token),
@@ -472,11 +607,153 @@ async fn completions<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: By
         }
     }
     let text = s.tokenizer.decode(&tokens).unwrap_or_default();
-    axum::Json(json!({
-        "id": id, "object": "text_completion", "created": created, "model": model,
-        "choices": [{"index": 0, "text": text, "finish_reason": finish(&reason), "token_ids": tokens}],
-        "usage": {"prompt_tokens": prompt_ids.len(), "completion_tokens": tokens.len(),
-                  "total_tokens": prompt_ids.len() + tokens.len()},
-    }))
-    .into_response()
+    let choice = match shape {
+        Shape::Text => {
+            json!({"index": 0, "text": text, "finish_reason": finish(&reason), "token_ids": tokens})
+        }
+        Shape::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
+                              "finish_reason": finish(&reason), "token_ids": tokens}),
+    };
+    let mut body = reply.envelope(false);
+    body["choices"] = json!([choice]);
+    body["usage"] = json!({"prompt_tokens": prompt_ids.len(), "completion_tokens": tokens.len(),
+                           "total_tokens": prompt_ids.len() + tokens.len()});
+    axum::Json(body).into_response()
+}
+
+/// Hands the request to the engine; the events come back on the returned channel.
+async fn submit<B: SgmvBackend>(
+    s: &AppState<B>,
+    request: Request,
+) -> Result<tmpsc::UnboundedReceiver<Event>, ApiError> {
+    let (reply, id_rx) = oneshot::channel();
+    let (events, rx) = tmpsc::unbounded_channel();
+    s.engine
+        .send(Command::Submit {
+            request,
+            reply,
+            events,
+        })
+        .map_err(|_| ApiError::engine_stopped())?;
+    match id_rx.await {
+        Ok(Ok(_)) => Ok(rx),
+        Ok(Err(e)) => {
+            let status = match &e {
+                EngineError::UnknownAdapter(_) => StatusCode::NOT_FOUND,
+                EngineError::OverContext(..) | EngineError::OverKvBudget(..) => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                EngineError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(ApiError::new(
+                status,
+                "invalid_request_error",
+                e.to_string(),
+            ))
+        }
+        Err(_) => Err(ApiError::engine_stopped()),
+    }
+}
+
+fn finish(r: &StopReason) -> &'static str {
+    if *r == StopReason::StopToken {
+        "stop"
+    } else {
+        "length"
+    }
+}
+
+/// The fields every response and chunk of one request share.
+#[derive(Debug, Clone)]
+struct Reply {
+    id: String,
+    created: u64,
+    model: String,
+    shape: Shape,
+}
+
+impl Reply {
+    fn envelope(&self, chunk: bool) -> Value {
+        let object = match (self.shape, chunk) {
+            (Shape::Text, _) => "text_completion",
+            (Shape::Chat, false) => "chat.completion",
+            (Shape::Chat, true) => "chat.completion.chunk",
+        };
+        json!({"id": self.id, "object": object, "created": self.created, "model": self.model})
+    }
+
+    /// One streamed chunk: new text, or the finish reason when `reason` is set.
+    fn chunk(&self, text: &str, first: bool, reason: Option<&str>) -> SseEvent {
+        let choice = match self.shape {
+            Shape::Text => json!({"index": 0, "text": text, "finish_reason": reason}),
+            Shape::Chat => {
+                let delta = match (first, reason) {
+                    (_, Some(_)) => json!({}),
+                    (true, None) => json!({"role": "assistant", "content": text}),
+                    (false, None) => json!({"content": text}),
+                };
+                json!({"index": 0, "delta": delta, "finish_reason": reason})
+            }
+        };
+        let mut body = self.envelope(true);
+        body["choices"] = json!([choice]);
+        SseEvent::default().data(body.to_string())
+    }
+}
+
+/// Server-sent events, one per token, then the finish reason and `[DONE]`. Each token decodes
+/// everything so far and sends what is new, so characters split across tokens come out whole.
+fn stream_reply(
+    reply: Reply,
+    rx: tmpsc::UnboundedReceiver<Event>,
+    tokenizer: Tokenizer,
+) -> Response {
+    struct St {
+        rx: tmpsc::UnboundedReceiver<Event>,
+        tokens: Vec<u32>,
+        sent: usize,
+        done: bool,
+    }
+    let start = St {
+        rx,
+        tokens: Vec::new(),
+        sent: 0,
+        done: false,
+    };
+    let stream = stream::unfold(start, move |mut st| {
+        let (reply, tokenizer) = (reply.clone(), tokenizer.clone());
+        async move {
+            if st.done {
+                return None;
+            }
+            let event = match st.rx.recv().await? {
+                Event::Token { token, .. } => {
+                    st.tokens.push(token);
+                    let text = tokenizer.decode(&st.tokens).unwrap_or_default();
+                    let delta = if text.len() > st.sent && text.is_char_boundary(st.sent) {
+                        &text[st.sent..]
+                    } else {
+                        ""
+                    };
+                    let e = reply.chunk(delta, st.tokens.len() == 1, None);
+                    st.sent = st.sent.max(text.len());
+                    e
+                }
+                Event::Finished { reason, .. } => {
+                    st.done = true;
+                    reply.chunk("", false, Some(finish(&reason)))
+                }
+                Event::Failed { error, .. } => {
+                    st.done = true;
+                    SseEvent::default().data(
+                        json!({"error": {"message": error, "type": "server_error"}}).to_string(),
+                    )
+                }
+            };
+            Some((Ok::<_, std::convert::Infallible>(event), st))
+        }
+    });
+    let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
+    Sse::new(futures_util::StreamExt::chain(stream, done)).into_response()
 }

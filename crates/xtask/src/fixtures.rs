@@ -46,6 +46,12 @@ pub fn run(root: &Path) -> Result<ExitCode> {
             .env("PYTHONHASHSEED", "0")
             .current_dir(root),
     )?;
+    // Chat templates come after: make_fixtures.py recreates the folders they write into.
+    cmd::run(
+        Command::new(&python)
+            .arg(root.join(REFERENCE).join("chat_reference.py"))
+            .current_dir(root),
+    )?;
     println!("fixtures: written to crates/tributary-model/tests/fixtures");
     Ok(ExitCode::SUCCESS)
 }
