@@ -109,6 +109,7 @@ fn serve(root: &Path) -> Result<ExitCode> {
         "| device | new tokens | batched, 32 adapters tok/s | one adapter at a time tok/s | batched, base tok/s | speed-up (goal >= 10x) | vs base (goal >= 0.8) | cold load p50 / p99 ms |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
     for (device, new_tokens) in [("cpu", "16"), ("wgpu", "8")] {
         let mut command = Command::new(&bin);
         command
@@ -132,6 +133,37 @@ fn serve(root: &Path) -> Result<ExitCode> {
             f("decode_tok_s_distinct_batched") / f("decode_tok_s_base_batched"),
             f("cold_load_ms_p50"),
             f("cold_load_ms_p99"),
+        );
+        rows.push((name, v));
+    }
+    println!("\nclosed-loop clients, each on its own (resident) adapter, 3 requests per client\n");
+    println!("| device | TTFT p50 / p99 ms, 8 clients | TTFT p50 / p99 ms, 32 clients |");
+    println!("|---|---|---|");
+    for (name, v) in &rows {
+        let q = |k: &str, i: usize| v[k][i].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {name} | {:.1} / {:.1} | {:.1} / {:.1} |",
+            q("ttft_ms_8_clients", 0),
+            q("ttft_ms_8_clients", 1),
+            q("ttft_ms_32_clients", 0),
+            q("ttft_ms_32_clients", 1),
+        );
+    }
+    println!(
+        "\nregistered adapters under a device budget of ~32 (rank 8, q/v), 32 clients, uniform picks;"
+    );
+    println!("tokens/s with loads included, and relative to 1 adapter\n");
+    println!("| device | 1 | 100 | 1,000 |");
+    println!("|---|---|---|---|");
+    for (name, v) in &rows {
+        let tok_s = |i: usize| v["curve"][i]["tok_s"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {name} | {:.1} | {:.1} ({:.2}) | {:.1} ({:.2}) |",
+            tok_s(0),
+            tok_s(1),
+            tok_s(1) / tok_s(0),
+            tok_s(2),
+            tok_s(2) / tok_s(0),
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -60,13 +60,13 @@ fn start_api(root: &Path, ws: &Workspace, port: u16) -> Result<(Killed, String)>
     Ok((child, url.to_owned()))
 }
 
-/// One completion over plain HTTP/1.1 (what the printed curl line does); returns the body.
-fn ask(url: &str, body: &str) -> Result<String> {
+/// One POST to `path` over plain HTTP/1.1 (what the printed curl line does); returns the body.
+fn ask(url: &str, path: &str, body: &str) -> Result<String> {
     let host = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
     write!(
         stream,
-        "POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
@@ -85,8 +85,16 @@ pub fn run(root: &Path, port: u16, api_port: u16, once: bool) -> Result<ExitCode
     let (_api, api) = start_api(root, &ws, api_port)?;
     let body = r#"{"model": "llama-gqa:attn-r8", "prompt": "This License applies to any program", "max_tokens": 16, "temperature": 0}"#;
     println!("The weights are random (a test fixture): the text is not meant to read.");
-    println!("$ curl {api}/v1/completions -H 'Content-Type: application/json' -d '{body}'");
-    println!("{}", ask(&api, body)?);
+    for (path, body) in [
+        ("/v1/completions", body),
+        (
+            "/v1/chat/completions",
+            r#"{"model": "llama-gqa:mlp-r4", "messages": [{"role": "user", "content": "What is a datanet?"}], "max_tokens": 16, "temperature": 0}"#,
+        ),
+    ] {
+        println!("$ curl {api}{path} -H 'Content-Type: application/json' -d '{body}'");
+        println!("{}", ask(&api, path, body)?);
+    }
     println!("(also: {api}/v1/models, {api}/metrics, \"stream\": true for SSE)\n");
     println!("== demo: building the smoke pages ==");
     let pkg = smoke::build(root, &ws)?;

@@ -4,7 +4,11 @@
 //! - the same 32 requests served one adapter at a time (each request alone),
 //! - 32 requests on the base model in one batch,
 //!
-//! and the cold load time of a rank-16 adapter (read, hash, parse, upload). Prints one JSON object.
+//! and the cold load time of a rank-16 adapter (read, hash, parse, upload); time to first token
+//! with 8 and 32 closed-loop clients (each sends its next request when the last one finishes, each
+//! on its own adapter); and throughput as registered adapters grow 1 → 100 → 1,000 under a fixed
+//! device budget (S-LoRA's curve: requests pick adapters uniformly, so with many adapters most
+//! requests load theirs first). Prints one JSON object.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +40,9 @@ struct Args {
     new_tokens: usize,
     #[arg(long, default_value_t = 16)]
     prompt_tokens: usize,
+    /// Requests per run of the adapter-count curve.
+    #[arg(long, default_value_t = 64)]
+    curve_requests: usize,
 }
 
 const RANK: usize = 16;
@@ -142,6 +149,20 @@ fn run<B: SgmvBackend>(args: &Args, device: &B::Device) -> Result<serde_json::Va
         Ok(decode_tokens as f64 / decode_s)
     };
     let n = args.requests;
+    let ttft = |clients: usize| -> Result<(f64, f64)> {
+        let names: Vec<String> = (0..clients).map(|k| format!("a{}", k % n)).collect();
+        let run = closed_loop(&store, config, clients, clients * 3, |c, i| Request {
+            adapter: Some(names[c].clone()),
+            ..request(c * 7 + i, false)
+        })?;
+        Ok((run.ttft_ms(0.5), run.ttft_ms(0.99)))
+    };
+    let (ttft8_p50, ttft8_p99) = ttft(8)?;
+    let (ttft32_p50, ttft32_p99) = ttft(32.min(n))?;
+    let mut curve = Vec::new();
+    for adapters in [1usize, 100, 1000] {
+        curve.push((adapters, adapter_curve(&model, args, config, adapters)?));
+    }
     let distinct = serve((0..n).map(|k| request(k, true)).collect(), n)?;
     let one_at_a_time = serve((0..n).map(|k| request(k, true)).collect(), 1)?;
     let base = serve((0..n).map(|k| request(k, false)).collect(), n)?;
@@ -154,5 +175,142 @@ fn run<B: SgmvBackend>(args: &Args, device: &B::Device) -> Result<serde_json::Va
         "decode_tok_s_base_batched": base,
         "cold_load_ms_p50": load_ms[load_ms.len() / 2],
         "cold_load_ms_p99": load_ms[(load_ms.len() * 99 / 100).min(load_ms.len() - 1)],
+        "ttft_ms_8_clients": [ttft8_p50, ttft8_p99],
+        "ttft_ms_32_clients": [ttft32_p50, ttft32_p99],
+        "curve": curve.iter().map(|(a, tok_s)| json!({"adapters": a, "tok_s": tok_s})).collect::<Vec<_>>(),
     }))
+}
+
+/// What one closed-loop run measured.
+#[derive(Debug)]
+struct Run {
+    /// Submission to first token, per request, sorted.
+    ttft_ms: Vec<f64>,
+    tokens: usize,
+    seconds: f64,
+}
+
+impl Run {
+    fn ttft_ms(&self, q: f64) -> f64 {
+        let i = ((self.ttft_ms.len() as f64 * q) as usize).min(self.ttft_ms.len() - 1);
+        self.ttft_ms[i]
+    }
+}
+
+/// `clients` clients, each sending its next request (`make(client, index)`) as soon as its last
+/// one finishes, until `total` requests have been served.
+fn closed_loop<B: SgmvBackend>(
+    store: &Arc<AdapterStore<B>>,
+    config: EngineConfig,
+    clients: usize,
+    total: usize,
+    mut make: impl FnMut(usize, usize) -> Request,
+) -> Result<Run> {
+    let mut engine = Engine::new(
+        Arc::clone(store),
+        EngineConfig {
+            max_batch: clients,
+            max_queue: clients,
+            ..config
+        },
+    )?;
+    let start = Instant::now();
+    let mut owner = std::collections::HashMap::new(); // request id -> (client, submitted at)
+    let mut sent = 0;
+    for c in 0..clients.min(total) {
+        let id = engine.submit(make(c, 0))?;
+        owner.insert(id, (c, Instant::now(), false));
+        sent += 1;
+    }
+    let mut per_client = vec![1usize; clients];
+    let (mut ttft_ms, mut tokens) = (Vec::new(), 0);
+    while !engine.is_idle() {
+        let events = pollster::block_on(engine.step())?;
+        let now = Instant::now();
+        for e in events {
+            match e {
+                Event::Token { id, .. } => {
+                    tokens += 1;
+                    let (_, at, seen) = owner.get_mut(&id).expect("submitted here");
+                    if !*seen {
+                        *seen = true;
+                        ttft_ms.push((now - *at).as_secs_f64() * 1e3);
+                    }
+                }
+                Event::Finished { id, .. } => {
+                    let (c, _, _) = owner.remove(&id).expect("submitted here");
+                    if sent < total {
+                        let id = engine.submit(make(c, per_client[c]))?;
+                        per_client[c] += 1;
+                        owner.insert(id, (c, Instant::now(), false));
+                        sent += 1;
+                    }
+                }
+                Event::Failed { error, .. } => anyhow::bail!("request failed: {error}"),
+            }
+        }
+    }
+    ttft_ms.sort_by(f64::total_cmp);
+    Ok(Run {
+        ttft_ms,
+        tokens,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Tokens per second (loads included) with `adapters` registered and a device budget that
+/// holds 32 of them: 32 clients, each request on an adapter drawn uniformly.
+fn adapter_curve<B: SgmvBackend>(
+    model: &Arc<Model<B>>,
+    args: &Args,
+    config: EngineConfig,
+    adapters: usize,
+) -> Result<f64> {
+    let targets = [Target::Q, Target::V];
+    let make = |k: usize| {
+        AdapterWeights::random(
+            &model.config,
+            "",
+            (8, 16.0),
+            &targets,
+            0.02,
+            10_000 + k as u64,
+        )
+    };
+    let one = make(0);
+    let bytes: u64 = one
+        .pairs
+        .iter()
+        .map(|p| ((p.a.len() + p.b.len()) * size_of::<f32>()) as u64)
+        .sum();
+    // Pages round each row up, so allow a little over the weight bytes of 32.
+    let budgets = Budgets {
+        device_bytes: bytes * 40,
+        host_bytes: bytes * 40,
+    };
+    let store = Arc::new(AdapterStore::new(Arc::clone(model), budgets));
+    for k in 0..adapters {
+        let (config, safetensors) = make(k).to_peft_bytes();
+        let source = AdapterSource::Bytes {
+            config: config.into(),
+            safetensors: safetensors.into(),
+        };
+        store.register(&format!("c{k}"), source, None)?;
+    }
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let vocab = model.config.vocab_size;
+    let run = closed_loop(&store, config, 32, args.curve_requests, |c, i| {
+        // xorshift: a fixed, uniform draw of adapters, the same for every run.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        Request {
+            adapter: Some(format!("c{}", rng % adapters as u64)),
+            prompt: (0..args.prompt_tokens)
+                .map(|t| ((c * 131 + i * 17 + t * 7919) % vocab) as u32)
+                .collect(),
+            params: SamplingParams::greedy(args.new_tokens),
+        }
+    })?;
+    Ok(run.tokens as f64 / run.seconds)
 }
