@@ -1,6 +1,7 @@
 //! `tributary`: the node's command line. Kept thin: each subcommand parses its flags and calls
 //! the crate that does the work.
 
+mod receipt;
 mod run;
 mod serve;
 
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Log as JSON lines instead of text (logs go to stderr; RUST_LOG filters them).
-    #[arg(long, global = true)]
+    #[arg(long, visible_alias = "json", global = true)]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -28,17 +29,20 @@ enum Command {
     Run(run::RunArgs),
     /// Serve the OpenAI-compatible API (continuous batching, adapters per request) over HTTP.
     Serve(serve::ServeArgs),
+    /// Sign, verify and batch Proof-of-Attribution receipts (JSON files).
+    Receipt(receipt::ReceiptArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Serve(args) => serve::serve(args),
+        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Receipt(args) => receipt::receipt(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("tributary: {err:#}");
             ExitCode::FAILURE
