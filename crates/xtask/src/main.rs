@@ -2,6 +2,7 @@
 //! need on a fresh machine, running every suite on every target, and the demo.
 
 mod bench;
+mod chain;
 mod cmd;
 mod demo;
 mod fixtures;
@@ -44,6 +45,9 @@ enum Command {
     /// Regenerate tributary-model's reference fixtures with transformers + PEFT (pinned, in a
     /// virtual environment under ~/.cache/tributary/pyref; not run by `test`).
     Fixtures,
+    /// Recompile tributary-chain's Solidity contracts with the pinned solc-js into
+    /// crates/tributary-chain/artifacts (committed; `test` checks they are current).
+    ChainArtifacts,
     /// `setup`, build, and run the project's main job.
     Demo {
         /// Port for the smoke pages.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
             adapter_from_env,
         } => bench::run(&root, &what, adapter_from_env),
         Command::Fixtures => fixtures::run(&root),
+        Command::ChainArtifacts => chain::regenerate(&root),
         Command::Demo {
             port,
             api_port,

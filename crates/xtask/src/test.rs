@@ -16,6 +16,10 @@ type Suite = fn(&Path, &Workspace) -> Result<()>;
 const SUITES: &[(&str, Suite)] = &[
     ("format (cargo fmt --check)", format),
     ("lint (cargo clippy, native)", clippy),
+    (
+        "contract artifacts match their Solidity (solc-js)",
+        crate::chain::check,
+    ),
     ("native tests (cargo test --workspace)", native),
     ("GPU tests on Mesa lavapipe (Vulkan on the CPU)", lavapipe),
     ("wasm32 build and lint of the browser/edge crates", wasm32),
