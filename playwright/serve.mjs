@@ -1,6 +1,7 @@
 // A small static server for the smoke pages: `/pkg/*` from the wasm-bindgen output folder
 // ($TRIBUTARY_SMOKE_PKG), `/fixtures/*` from tributary-model's test fixtures (small Hugging Face
-// checkpoints with their transformers reference), everything else from ./smoke. Loopback only.
+// checkpoints with their transformers reference), `/verifier/*` from the wallet package (pkg/),
+// everything else from ./smoke. Loopback only.
 //
 //   node serve.mjs [--port N]     prints "serving http://127.0.0.1:N/" once it listens
 import { createServer } from 'node:http';
@@ -25,6 +26,8 @@ function smokeRoutes() {
   return [
     { prefix: '/pkg/', dir: resolve(pkg) },
     { prefix: '/fixtures/', dir: join(here, '..', 'crates', 'tributary-model', 'tests', 'fixtures') },
+    // The wallet package: its web build and its test fixtures.
+    { prefix: '/verifier/', dir: join(here, '..', 'pkg') },
     { prefix: '/', dir: join(here, 'smoke') },
   ];
 }

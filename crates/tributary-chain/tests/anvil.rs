@@ -140,6 +140,9 @@ async fn receipts_verify_to_anchored_from_eth_get_proof() {
     let (signed, tree) = &batches[0];
     let s = &signed[0];
     let leaf_proof = tree.proof(receipt_leaf(s.digest())).unwrap();
+    if std::env::var_os("TRIBUTARY_UPDATE_FIXTURES").is_some() {
+        write_wallet_fixture(&node_p, &d, &node, signed, tree).await;
+    }
     let node_address = node.address();
     let fetch = |contract: Address, sequence: u64, block: BlockNumberOrTag| {
         let (p, lp, root) = (&node_p, leaf_proof.clone(), tree.root());
@@ -181,6 +184,47 @@ async fn receipts_verify_to_anchored_from_eth_get_proof() {
         verify(s, Some((&proof, &TrustedHeader { hash: other }))),
         Err(VerifyError::UntrustedHeader { .. })
     ));
+}
+
+/// pkg/test/fixtures/anchored.json: one receipt of this batch with its proofs from this anvil,
+/// for the wallet package's tests in Node and Chromium (and tributary-receipt's). The node key is
+/// anvil's public development key, so interop tests can sign the same receipt with viem.
+async fn write_wallet_fixture(
+    p: &impl Provider,
+    d: &Deployment,
+    node: &PrivateKeySigner,
+    signed: &[SignedReceipt],
+    tree: &MerkleTree,
+) {
+    let s = &signed[0];
+    let leaf_proof = tree.proof(receipt_leaf(s.digest())).unwrap();
+    let (proof, hash) = anchor_proof(
+        p,
+        d.anchor,
+        node.address(),
+        0,
+        tree.root(),
+        leaf_proof,
+        BlockNumberOrTag::Latest,
+    )
+    .await
+    .unwrap();
+    let fixture = serde_json::json!({
+        "comment": "written by tributary-chain's anvil test with TRIBUTARY_UPDATE_FIXTURES=1",
+        "nodeKey": format!("0x{}", alloy::hex::encode(node.to_bytes())),
+        "receipt": s,
+        "proofs": proof,
+        "trustedHeader": {"hash": hash},
+        "batch": {"root": tree.root(), "digests": signed.iter().map(|s| s.digest()).collect::<Vec<_>>()},
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../pkg/test/fixtures/anchored.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&fixture).unwrap() + "\n",
+    )
+    .unwrap();
 }
 
 #[test]

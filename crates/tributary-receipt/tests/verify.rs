@@ -364,3 +364,81 @@ fn oversized_proofs_are_refused_before_work() {
     w.proof.header = vec![0u8; MAX_HEADER_BYTES + 1].into();
     assert!(matches!(check(&w), Err(VerifyError::BadHeader(_))));
 }
+
+/// The wallet package's fixture (a receipt with proofs taken from a real anvil by
+/// tributary-chain's test) verifies here exactly as the package must verify it in JS.
+#[test]
+fn the_wallet_fixture_from_anvil_is_anchored() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../pkg/test/fixtures/anchored.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let signed: SignedReceipt = serde_json::from_value(v["receipt"].clone()).unwrap();
+    let proof: AnchorProof = serde_json::from_value(v["proofs"].clone()).unwrap();
+    let trusted: TrustedHeader = serde_json::from_value(v["trustedHeader"].clone()).unwrap();
+    assert_eq!(
+        verify(&signed, Some((&proof, &trusted))),
+        Ok(Trust::Anchored)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Arbitrary bytes where trie nodes and the header go: typed errors at those steps, never a
+    /// panic or a pass.
+    #[test]
+    fn arbitrary_proof_bytes_fail_at_their_step(
+        nodes in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..700), 0..12),
+        header in proptest::collection::vec(any::<u8>(), 0..700),
+        which in 0..3usize,
+    ) {
+        let mut w = world(3, 2, 1);
+        let nodes: Vec<Bytes> = nodes.into_iter().map(Bytes::from).collect();
+        let step = match which {
+            0 => {
+                w.proof.account.account_proof = nodes;
+                "account"
+            }
+            1 => {
+                w.proof.account.storage_proof[0].proof = nodes;
+                "storage"
+            }
+            _ => {
+                // Trusted, so the RLP decoder itself is what meets the bytes.
+                w.trusted.hash = keccak256(&header);
+                w.proof.header = header.into();
+                "header"
+            }
+        };
+        let err = check(&w).expect_err("random bytes must not verify");
+        prop_assert_eq!(err.step(), step, "{}", err);
+    }
+
+    /// The JSON decoder on corrupted bundles: either a typed serde error or a bundle that the
+    /// verifier judges without panicking.
+    #[test]
+    fn corrupted_json_is_an_error_or_judged(at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let w = world(2, 1, 0);
+        let mut text = serde_json::to_vec(&w.proof).unwrap();
+        let i = at.index(text.len());
+        text[i] = byte;
+        if let Ok(proof) = serde_json::from_slice::<AnchorProof>(&text) {
+            let _ = verify(&w.signed, Some((&proof, &w.trusted)));
+        }
+    }
+}
+
+#[test]
+fn wrong_lengths_in_json_are_decode_errors() {
+    let w = world(2, 1, 0);
+    let mut v = serde_json::to_value(&w.proof).unwrap();
+    v["root"] = "0x1234".into();
+    let err = serde_json::from_value::<AnchorProof>(v).unwrap_err();
+    assert!(
+        err.to_string().contains("length") || err.to_string().contains("invalid"),
+        "{err}"
+    );
+    let mut v = serde_json::to_value(&w.signed).unwrap();
+    v["receipt"]["node"] = "0x12".into();
+    assert!(serde_json::from_value::<SignedReceipt>(v).is_err());
+}

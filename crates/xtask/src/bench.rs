@@ -1,4 +1,4 @@
-//! `cargo xtask bench model|sgmv`: reports, not tests. Figures are medians of a few runs and are
+//! `cargo xtask bench model|sgmv|serve|verify`: reports, not tests. Figures are medians of a few runs and are
 //! quoted as ratios measured in one run, since these machines are shared and noisy. `model` runs
 //! each engine in its own process on the same random checkpoint; `sgmv` times the SGMV scenarios
 //! of `tributary_bench::sgmv` on lavapipe (or, with `--adapter-from-env`, on whatever wgpu adapter
@@ -11,13 +11,15 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::cmd::{self, Workspace};
+use crate::smoke;
 
 pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> {
     match what {
         "model" => model(root),
         "sgmv" => sgmv(root, adapter_from_env),
         "serve" => serve(root),
-        other => bail!("unknown benchmark `{other}` (available: model, sgmv, serve)"),
+        "verify" => verify(root),
+        other => bail!("unknown benchmark `{other}` (available: model, sgmv, serve, verify)"),
     }
 }
 
@@ -166,6 +168,47 @@ fn serve(root: &Path) -> Result<ExitCode> {
             tok_s(2) / tok_s(0),
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The wallet package: one receipt verified to `Anchored` in Node and in Chromium, and its size.
+fn verify(root: &Path) -> Result<ExitCode> {
+    crate::setup::install(root)?;
+    let ws = Workspace::read(root)?;
+    crate::pkg::build(root, &ws)?;
+    let pkg = smoke::build(root, &ws)?;
+    let node = run_json(
+        Command::new("node")
+            .arg("bench.mjs")
+            .current_dir(root.join("pkg")),
+        "pkg/bench.mjs",
+    )?;
+    let chromium = run_json(
+        smoke::node(root, &pkg).arg("bench-verifier.mjs"),
+        "playwright/bench-verifier.mjs",
+    )?;
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "\nreceipt verification to Anchored (signature, batch proof, eth_getProof account + storage proof, header), the anvil fixture\n"
+    );
+    println!(
+        "| where | median ms (goal < 1) | p99 ms | .wasm raw KB | .wasm gzip KB (goal <= 300) |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| Node {} | {:.3} | {:.3} | {:.1} | {:.1} |",
+        cmd::probe(Command::new("node").arg("--version"))
+            .unwrap_or_default()
+            .trim(),
+        f(&node, "nodeMedianMs"),
+        f(&node, "nodeP99Ms"),
+        f(&node, "wasmBytes") / 1024.0,
+        f(&node, "wasmGzipBytes") / 1024.0,
+    );
+    println!(
+        "| headless Chromium | {:.3} | | | |",
+        f(&chromium, "chromiumMedianMs")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

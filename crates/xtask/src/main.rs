@@ -6,6 +6,7 @@ mod chain;
 mod cmd;
 mod demo;
 mod fixtures;
+mod pkg;
 mod setup;
 mod smoke;
 mod test;
@@ -33,9 +34,10 @@ enum Command {
     Test,
     /// Benchmark reports (not tests): `model` compares our model with candle on the CPU;
     /// `sgmv` times the SGMV kernels (mixed vs one adapter, vs a launch per adapter, vs matmul);
-    /// `serve` measures the continuous-batching engine's decode throughput across adapters.
+    /// `serve` measures the continuous-batching engine's decode throughput across adapters;
+    /// `verify` times receipt verification in the wallet package (Node, Chromium) and its size.
     Bench {
-        /// What to measure: model, sgmv or serve.
+        /// What to measure: model, sgmv, serve or verify.
         #[arg(default_value = "model")]
         what: String,
         /// sgmv: use the wgpu adapter WGPU_BACKEND / WGPU_ADAPTER_NAME select instead of lavapipe.

@@ -12,7 +12,7 @@ use crate::cmd;
 /// GPU tests, Chromium for the browser tests.
 const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1", "chromium"];
 /// Folders with a committed package.json + package-lock.json.
-const NPM_PROJECTS: &[&str] = &["playwright", "crates/tributary-chain/solidity"];
+const NPM_PROJECTS: &[&str] = &["playwright", "crates/tributary-chain/solidity", "pkg"];
 
 pub fn run(root: &Path) -> Result<ExitCode> {
     install(root)?;

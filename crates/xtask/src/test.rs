@@ -24,6 +24,10 @@ const SUITES: &[(&str, Suite)] = &[
     ("GPU tests on Mesa lavapipe (Vulkan on the CPU)", lavapipe),
     ("wasm32 build and lint of the browser/edge crates", wasm32),
     (
+        "wallet package pkg/ (tsc, Node tests, interop)",
+        crate::pkg::test,
+    ),
+    (
         "browser tests (Playwright, headless Chromium, WebGPU)",
         browser,
     ),
@@ -142,6 +146,7 @@ fn wasm32(root: &Path, ws: &Workspace) -> Result<()> {
 
 fn browser(root: &Path, ws: &Workspace) -> Result<()> {
     let pkg = smoke::build(root, ws)?;
+    crate::pkg::build(root, ws)?; // the verifier page loads the wallet package's web build
     let tests: Vec<String> = std::fs::read_dir(root.join("playwright/tests"))
         .context("reading playwright/tests")?
         .filter_map(|e| e.ok())

@@ -1,0 +1,62 @@
+//! pkg/, the wallet package: wasm-bindgen output of tributary-verifier for the web and for Node
+//! (not committed; built here), its Node tests and the TypeScript check of its hand-written
+//! declarations.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::cmd::{self, Workspace};
+
+const CRATE: &str = "tributary-verifier";
+
+/// Builds the release wasm (with the other wasm crates, as the wasm32 suite does, so features
+/// unify the same way and nothing rebuilds) and binds it into pkg/web and pkg/node.
+pub fn build(root: &Path, ws: &Workspace) -> Result<()> {
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+            .args(ws.wasm_packages()),
+    )?;
+    let wasm = wasm_file(ws);
+    for (target, dir) in [("web", "web"), ("experimental-nodejs-module", "node")] {
+        let out = root.join("pkg").join(dir);
+        if out.exists() {
+            std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
+        }
+        cmd::run(
+            Command::new(cmd::cargo_bin("wasm-bindgen"))
+                .args(["--target", target, "--out-dir"])
+                .arg(&out)
+                .arg(&wasm),
+        )
+        .with_context(|| format!("binding pkg/{dir}"))?;
+    }
+    Ok(())
+}
+
+pub fn wasm_file(ws: &Workspace) -> std::path::PathBuf {
+    ws.target_dir
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", CRATE.replace('-', "_")))
+}
+
+/// The test suite: build, type-check the declarations, run the Node tests (the package against
+/// the anvil fixture, and against OpenZeppelin's merkle-tree and viem).
+pub fn test(root: &Path, ws: &Workspace) -> Result<()> {
+    build(root, ws)?;
+    let pkg = root.join("pkg");
+    cmd::run(
+        Command::new("node")
+            .args(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"])
+            .current_dir(&pkg),
+    )
+    .context("type-checking pkg's declarations")?;
+    cmd::run(
+        Command::new("node")
+            .args(["--test", "test/"])
+            .current_dir(&pkg),
+    )
+}
