@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Log as JSON lines instead of text (logs go to stderr; RUST_LOG filters them).
-    #[arg(long, visible_alias = "json", global = true)]
+    #[arg(long, global = true)]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -35,7 +35,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    let json_logs = cli.log_json || matches!(&cli.command, Command::Serve(a) if a.json);
+    init_logging(json_logs);
     let result = match cli.command {
         Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::serve(args).map(|()| ExitCode::SUCCESS),

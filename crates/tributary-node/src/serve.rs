@@ -66,6 +66,9 @@ pub struct ServeArgs {
     max_queue: usize,
     #[arg(long, default_value_t = 16)]
     block_tokens: usize,
+    /// Log as JSON lines (the same as the global --log-json).
+    #[arg(long)]
+    pub json: bool,
     #[arg(long, default_value_t = 256)]
     kv_budget_mib: u64,
     /// Device memory for resident adapters, KiB (least recently used ones are evicted beyond it).
@@ -218,6 +221,7 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
         );
         use std::io::Write as _;
         std::io::stdout().flush()?;
+        tracing::info!(%url, model = %args.model.display(), "serving");
         axum::serve(listener, app).await?;
         anyhow::Ok(())
     })

@@ -587,3 +587,26 @@ fn adapters_register_by_url_with_a_verified_hash() {
     );
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn json_logs_are_json_lines() {
+    let model = fixtures().join("llama-gqa");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--port", "0", "--json", "--model"])
+        .arg(&model)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["fields"]["message"], "serving", "{v}");
+    assert!(v["fields"]["url"].as_str().unwrap().starts_with("http://"));
+}

@@ -17,7 +17,7 @@ pub use receipt::{Attribution, Domain, METHOD_GRADIENT, METHOD_SPAN, PPM, Receip
 pub use verify::{
     AccountProof, AnchorProof, MAX_ATTRIBUTIONS, MAX_BATCH_PROOF, MAX_DATANET_ROOTS,
     MAX_HEADER_BYTES, MAX_TRIE_NODE_BYTES, MAX_TRIE_PROOF_NODES, ROOTS_SLOT, StorageProof, Trust,
-    TrustedHeader, VerifyError, root_slot, verify,
+    TrustedHeader, VerifyError, op_output_root, root_slot, verify,
 };
 
 /// The alloy types receipts are made of, for callers that do not depend on alloy themselves.

@@ -342,3 +342,33 @@ fn check_storage(
     )
     .map_err(|e| VerifyError::StorageProof(e.to_string()))
 }
+
+/// An OP Stack output root (version 0): `keccak256(0 ‖ stateRoot ‖ messagePasserStorageRoot ‖
+/// blockHash)`, what the L2 output oracle / dispute games commit to on L1. The `Finalized` trust
+/// level will prove a receipt's anchor block against one of these.
+pub fn op_output_root(
+    state_root: B256,
+    message_passer_storage_root: B256,
+    block_hash: B256,
+) -> B256 {
+    let mut preimage = [0u8; 128];
+    preimage[32..64].copy_from_slice(state_root.as_slice());
+    preimage[64..96].copy_from_slice(message_passer_storage_root.as_slice());
+    preimage[96..].copy_from_slice(block_hash.as_slice());
+    keccak256(preimage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kona's output-root test vector (../shared/DESIGN.md §7).
+    #[test]
+    fn op_output_root_matches_kona() {
+        let word = |v: u64| B256::from(U256::from(v));
+        assert_eq!(
+            op_output_root(word(0xbeef), word(0xbabe), word(0xc0de)).to_string(),
+            "0x0c39fb6b07cf6694b13e63e59f7b15255be1c93a4d6d3e0da6c99729647c0d11"
+        );
+    }
+}
