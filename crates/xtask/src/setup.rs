@@ -12,6 +12,9 @@ use crate::cmd;
 /// GPU tests, Chromium for the browser tests.
 const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1", "chromium"];
 /// Folders with a committed package.json + package-lock.json.
+/// cargo-fuzz runs on the stable toolchain with `--sanitizer none` (coverage-guided libFuzzer).
+const CARGO_FUZZ: &str = "0.13.1";
+
 const NPM_PROJECTS: &[&str] = &["playwright", "crates/tributary-chain/solidity", "pkg"];
 
 pub fn run(root: &Path) -> Result<ExitCode> {
@@ -29,6 +32,7 @@ pub fn install(root: &Path) -> Result<()> {
     }
     let bindgen = cmd::locked_version(root, "wasm-bindgen")?;
     cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &bindgen)?;
+    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ)?;
     println!("setup: done");
     Ok(())
 }

@@ -27,6 +27,7 @@ const SUITES: &[(&str, Suite)] = &[
         "wallet package pkg/ (tsc, Node tests, interop)",
         crate::pkg::test,
     ),
+    ("fuzz the receipt bundle decoder (cargo fuzz, 60 s)", fuzz),
     (
         "browser tests (Playwright, headless Chromium, WebGPU)",
         browser,
@@ -141,6 +142,27 @@ fn wasm32(root: &Path, ws: &Workspace) -> Result<()> {
             .args(["build", "--release"])
             .args(target)
             .args(&packages),
+    )
+}
+
+/// libFuzzer over the wallet's decoders (tributary-receipt/fuzz), seeded with the anvil fixture,
+/// for a fixed time. Its own target folder: the coverage flags must not touch the main build.
+fn fuzz(root: &Path, ws: &Workspace) -> Result<()> {
+    let corpus = ws.target_dir.join("fuzz-corpus/anchor_bundle");
+    std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+    std::fs::copy(
+        root.join("pkg/test/fixtures/anchored.json"),
+        corpus.join("seed-anchored.json"),
+    )
+    .context("seeding the fuzz corpus")?;
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root.join("crates/tributary-receipt"))
+            .args(["fuzz", "run", "--sanitizer", "none", "--target-dir"])
+            .arg(ws.target_dir.join("fuzz"))
+            .arg("anchor_bundle")
+            .arg(&corpus)
+            .args(["--", "-max_total_time=60"]),
     )
 }
 
