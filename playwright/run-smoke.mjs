@@ -1,5 +1,6 @@
 // Runs the smoke pages once in headless Chromium and prints what they show (used by the demo):
-// the WGSL kernels against their CPU references, then the model against transformers' tokens.
+// the WGSL kernels against their CPU references, the model against transformers' tokens, and
+// the wallet package verifying a receipt anchored on anvil.
 //   node run-smoke.mjs URL
 import { launchChromium, openSmokePage } from './chromium.mjs';
 
@@ -12,6 +13,7 @@ const pages = [
   ['index.html', 'smoke'],
   ['sgmv.html', 'sgmvSmoke'],
   ['model.html', 'modelSmoke'],
+  ['verifier.html', 'verifierSmoke'],
 ];
 const browser = await launchChromium();
 let ok = true;

@@ -21,6 +21,7 @@ async function main(report) {
     fixture,
     outcome,
     medianMs,
+    allPassed: outcome.valid && outcome.trust === 'Anchored',
     verify: (receipt, proofs, trusted) => verifyReceipt(receipt, proofs, trusted),
     hash: (receipt) => hashReceipt(receipt),
     batchRoot: (digests) => batchRoot(digests),

@@ -245,6 +245,19 @@ fn the_anchor_keeps_roots_where_the_verifier_looks() {
     );
 }
 
+/// The call was refused with the contract's custom error `E`.
+#[track_caller]
+fn expect_revert<E: alloy::sol_types::SolError, T: std::fmt::Debug>(
+    result: Result<T, alloy::contract::Error>,
+) {
+    let err = result.expect_err("the call should revert");
+    assert!(
+        err.as_decoded_error::<E>().is_some(),
+        "expected {}, got {err}",
+        E::SIGNATURE
+    );
+}
+
 #[tokio::test]
 async fn every_access_rule_is_enforced() {
     let anvil = anvil();
@@ -255,56 +268,35 @@ async fn every_access_rule_is_enforced() {
     let node_p = provider(&anvil, &node);
 
     // Governance only: registry, parameters, rewards.
-    let err = NodeRegistry::new(d.registry, &stranger_p)
-        .addNode(stranger.address())
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<NodeRegistry::OwnableUnauthorizedAccount>()
-            .is_some(),
-        "{err}"
+    expect_revert::<NodeRegistry::OwnableUnauthorizedAccount, _>(
+        NodeRegistry::new(d.registry, &stranger_p)
+            .addNode(stranger.address())
+            .call()
+            .await,
     );
     let params = AttributionParams::new(d.params, &stranger_p);
-    for err in [
-        params.setThreshold(1).call().await.unwrap_err(),
-        params.setRewardSplit(1).call().await.unwrap_err(),
-    ] {
-        assert!(
-            err.as_decoded_error::<AttributionParams::OwnableUnauthorizedAccount>()
-                .is_some(),
-            "{err}"
-        );
-    }
-    let err = RewardDistributor::new(d.distributor, &stranger_p)
-        .publishEpoch(1, B256::repeat_byte(1), U256::from(1))
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<RewardDistributor::OwnableUnauthorizedAccount>()
-            .is_some(),
-        "{err}"
+    expect_revert::<AttributionParams::OwnableUnauthorizedAccount, _>(
+        params.setThreshold(1).call().await,
     );
-    let err = RewardToken::new(d.token, &stranger_p)
-        .mint(stranger.address(), U256::from(1))
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<RewardToken::OwnableUnauthorizedAccount>()
-            .is_some(),
-        "{err}"
+    expect_revert::<AttributionParams::OwnableUnauthorizedAccount, _>(
+        params.setRewardSplit(1).call().await,
+    );
+    expect_revert::<RewardDistributor::OwnableUnauthorizedAccount, _>(
+        RewardDistributor::new(d.distributor, &stranger_p)
+            .publishEpoch(1, B256::repeat_byte(1), U256::from(1))
+            .call()
+            .await,
+    );
+    expect_revert::<RewardToken::OwnableUnauthorizedAccount, _>(
+        RewardToken::new(d.token, &stranger_p)
+            .mint(stranger.address(), U256::from(1))
+            .call()
+            .await,
     );
 
     // The owner's changes are range-checked and logged.
     let params = AttributionParams::new(d.params, &owner_p);
-    let err = params.setThreshold(1_000_001).call().await.unwrap_err();
-    assert!(
-        err.as_decoded_error::<AttributionParams::OutOfRange>()
-            .is_some(),
-        "{err}"
-    );
+    expect_revert::<AttributionParams::OutOfRange, _>(params.setThreshold(1_000_001).call().await);
     let tx = send(params.setThreshold(20_000)).await.unwrap();
     let event = tx
         .decoded_log::<AttributionParams::ThresholdChanged>()
@@ -316,65 +308,27 @@ async fn every_access_rule_is_enforced() {
 
     // Only registered nodes anchor, in sequence, non-empty batches.
     let anchor = ReceiptAnchor::new(d.anchor, &node_p);
-    let err = anchor
-        .anchor(0, B256::repeat_byte(1), 1)
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<ReceiptAnchor::NotRegisteredNode>()
-            .is_some(),
-        "{err}"
+    expect_revert::<ReceiptAnchor::NotRegisteredNode, _>(
+        anchor.anchor(0, B256::repeat_byte(1), 1).call().await,
     );
     let registry = NodeRegistry::new(d.registry, &owner_p);
     send(registry.addNode(node.address())).await.unwrap();
-    let err = registry.addNode(node.address()).call().await.unwrap_err();
-    assert!(
-        err.as_decoded_error::<NodeRegistry::AlreadyNode>()
-            .is_some(),
-        "{err}"
+    expect_revert::<NodeRegistry::AlreadyNode, _>(registry.addNode(node.address()).call().await);
+    expect_revert::<ReceiptAnchor::WrongSequence, _>(
+        anchor.anchor(1, B256::repeat_byte(1), 1).call().await,
     );
-    let err = anchor
-        .anchor(1, B256::repeat_byte(1), 1)
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<ReceiptAnchor::WrongSequence>()
-            .is_some(),
-        "{err}"
-    );
-    let err = anchor.anchor(0, B256::ZERO, 1).call().await.unwrap_err();
-    assert!(
-        err.as_decoded_error::<ReceiptAnchor::EmptyBatch>()
-            .is_some(),
-        "{err}"
-    );
+    expect_revert::<ReceiptAnchor::EmptyBatch, _>(anchor.anchor(0, B256::ZERO, 1).call().await);
     send(anchor.anchor(0, B256::repeat_byte(1), 1))
         .await
         .unwrap();
     // A sequence is written once.
-    let err = anchor
-        .anchor(0, B256::repeat_byte(2), 1)
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<ReceiptAnchor::WrongSequence>()
-            .is_some(),
-        "{err}"
+    expect_revert::<ReceiptAnchor::WrongSequence, _>(
+        anchor.anchor(0, B256::repeat_byte(2), 1).call().await,
     );
     // A removed node can no longer anchor.
     send(registry.removeNode(node.address())).await.unwrap();
-    let err = anchor
-        .anchor(1, B256::repeat_byte(1), 1)
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<ReceiptAnchor::NotRegisteredNode>()
-            .is_some(),
-        "{err}"
+    expect_revert::<ReceiptAnchor::NotRegisteredNode, _>(
+        anchor.anchor(1, B256::repeat_byte(1), 1).call().await,
     );
 }
 
@@ -396,15 +350,11 @@ async fn rewards_are_claimed_once_each() {
         .await
         .unwrap();
     eprintln!("gas: publishing an epoch: {}", tx.gas_used);
-    let err = distributor
-        .publishEpoch(7, tree.root(), U256::ZERO)
-        .call()
-        .await
-        .unwrap_err();
-    assert!(
-        err.as_decoded_error::<RewardDistributor::EpochExists>()
-            .is_some(),
-        "{err}"
+    expect_revert::<RewardDistributor::EpochExists, _>(
+        distributor
+            .publishEpoch(7, tree.root(), U256::ZERO)
+            .call()
+            .await,
     );
 
     // Anyone may submit a claim; the tokens go to the account named in the leaf.
@@ -413,40 +363,25 @@ async fn rewards_are_claimed_once_each() {
     for (account, amount) in &claims {
         let proof = tree.proof(claim_leaf(*account, *amount)).unwrap();
         // A different amount with the same proof is refused.
-        let err = by_stranger
-            .claim(7, *account, amount + U256::from(1), proof.clone())
-            .call()
-            .await
-            .unwrap_err();
-        assert!(
-            err.as_decoded_error::<RewardDistributor::InvalidProof>()
-                .is_some(),
-            "{err}"
+        expect_revert::<RewardDistributor::InvalidProof, _>(
+            by_stranger
+                .claim(7, *account, amount + U256::from(1), proof.clone())
+                .call()
+                .await,
         );
-        let err = by_stranger
-            .claim(8, *account, *amount, proof.clone())
-            .call()
-            .await
-            .unwrap_err();
-        assert!(
-            err.as_decoded_error::<RewardDistributor::UnknownEpoch>()
-                .is_some(),
-            "{err}"
+        expect_revert::<RewardDistributor::UnknownEpoch, _>(
+            by_stranger
+                .claim(8, *account, *amount, proof.clone())
+                .call()
+                .await,
         );
         let tx = send(by_stranger.claim(7, *account, *amount, proof.clone()))
             .await
             .unwrap();
         eprintln!("gas: one claim: {}", tx.gas_used);
         assert_eq!(token.balanceOf(*account).call().await.unwrap(), *amount);
-        let err = by_stranger
-            .claim(7, *account, *amount, proof)
-            .call()
-            .await
-            .unwrap_err();
-        assert!(
-            err.as_decoded_error::<RewardDistributor::AlreadyClaimed>()
-                .is_some(),
-            "{err}"
+        expect_revert::<RewardDistributor::AlreadyClaimed, _>(
+            by_stranger.claim(7, *account, *amount, proof).call().await,
         );
     }
     assert_eq!(distributor.unclaimed(7).call().await.unwrap(), U256::ZERO);

@@ -142,3 +142,13 @@ pub fn lavapipe_icd() -> Result<PathBuf> {
         )
     })
 }
+
+/// Release wasm32 builds of every wasm crate in one cargo invocation: the same package set as the
+/// wasm32 suite, since building one crate alone would unify features (burn's, getrandom's)
+/// differently and rebuild them on every run.
+pub fn build_wasm_release(root: &Path, ws: &Workspace) -> Result<()> {
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+        .args(ws.wasm_packages()))
+}

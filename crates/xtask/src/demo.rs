@@ -98,6 +98,7 @@ pub fn run(root: &Path, port: u16, api_port: u16, once: bool) -> Result<ExitCode
     println!("(also: {api}/v1/models, {api}/metrics, \"stream\": true for SSE)\n");
     println!("== demo: building the smoke pages ==");
     let pkg = smoke::build(root, &ws)?;
+    crate::pkg::build(root, &ws)?; // verifier.html loads the wallet package
 
     let mut server = smoke::node(root, &pkg)
         .args(["serve.mjs", "--port", &port.to_string()])
@@ -119,7 +120,8 @@ pub fn run(root: &Path, port: u16, api_port: u16, once: bool) -> Result<ExitCode
     let check = cmd::run(smoke::node(root, &pkg).args(["run-smoke.mjs", &url]));
     println!(
         "\nThe smoke pages are at {url} (matvec kernel), {url}sgmv.html (SGMV, many adapters in \
-         one batch) and {url}model.html (model)"
+         one batch), {url}model.html (model) and {url}verifier.html (a receipt verified by the \
+         wallet package)"
     );
     println!("Open them in a browser with WebGPU (Chromium: --enable-unsafe-webgpu).");
     if once {

@@ -11,15 +11,9 @@ use crate::cmd::{self, Workspace};
 
 const CRATE: &str = "tributary-verifier";
 
-/// Builds the release wasm (with the other wasm crates, as the wasm32 suite does, so features
-/// unify the same way and nothing rebuilds) and binds it into pkg/web and pkg/node.
+/// Builds the release wasm and binds it into pkg/web and pkg/node.
 pub fn build(root: &Path, ws: &Workspace) -> Result<()> {
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
-            .args(ws.wasm_packages()),
-    )?;
+    cmd::build_wasm_release(root, ws)?;
     let wasm = wasm_file(ws);
     for (target, dir) in [("web", "web"), ("experimental-nodejs-module", "node")] {
         let out = root.join("pkg").join(dir);

@@ -12,14 +12,7 @@ const CRATE: &str = "tributary-wasm";
 
 /// Builds the page's wasm package and returns the folder the page loads `pkg/` from.
 pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
-    // The same package set as the wasm32 suite: building one crate alone would unify burn's
-    // features differently and rebuild it on every run.
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
-            .args(ws.wasm_packages()),
-    )?;
+    cmd::build_wasm_release(root, ws)?;
     let wasm = ws
         .target_dir
         .join("wasm32-unknown-unknown/release")
