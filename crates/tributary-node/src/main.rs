@@ -1,6 +1,7 @@
 //! `tributary`: the node's command line. Kept thin: each subcommand parses its flags and calls
 //! the crate that does the work.
 
+mod datanet;
 mod receipt;
 mod run;
 mod serve;
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Sign, verify and batch Proof-of-Attribution receipts (JSON files).
     Receipt(receipt::ReceiptArgs),
+    /// Datanets: signed contributions, curation, snapshots (a local SQLite file).
+    Datanet(datanet::DatanetArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::serve(args).map(|()| ExitCode::SUCCESS),
         Command::Receipt(args) => receipt::receipt(args),
+        Command::Datanet(args) => datanet::datanet(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
