@@ -144,8 +144,8 @@ pub fn trace(index: &Index, output: &[u32], params: &SpanParams) -> Vec<Span> {
     let mut pieces = Vec::new();
     for (start, len) in candidates {
         let mut from = start;
-        for p in start..start + len {
-            if params.delimiters.contains(&output[p]) {
+        for (p, token) in output.iter().enumerate().skip(start).take(len) {
+            if params.delimiters.contains(token) {
                 pieces.push((from, p + 1 - from));
                 from = p + 1;
             }
