@@ -5,9 +5,11 @@
 //! ([`threshold`], [`split_spans`]).
 
 mod index;
+mod snapshot;
 mod split;
 mod trace;
 
 pub use index::{IndexError, MAX_TOKEN, Match, Meta, Shard};
+pub use snapshot::{SHARD_TOKENS, SnapshotMeta, build_snapshot, open_snapshot, snapshot_dir};
 pub use split::{Share, Source, Split, split_spans, threshold};
 pub use trace::{Index, Span, SpanParams, trace};

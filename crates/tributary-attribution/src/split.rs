@@ -10,7 +10,7 @@ use tributary_receipt::{Address, Attribution, B256, PPM};
 use crate::trace::Span;
 
 /// What a document of the index is: one contribution of one datanet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Source {
     pub datanet: String,

@@ -68,7 +68,7 @@ enum DatanetCommand {
     },
 }
 
-fn default_db() -> PathBuf {
+pub fn default_db() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))

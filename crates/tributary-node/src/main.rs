@@ -1,6 +1,7 @@
 //! `tributary`: the node's command line. Kept thin: each subcommand parses its flags and calls
 //! the crate that does the work.
 
+mod attribute;
 mod datanet;
 mod receipt;
 mod run;
@@ -34,6 +35,10 @@ enum Command {
     Receipt(receipt::ReceiptArgs),
     /// Datanets: signed contributions, curation, snapshots (a local SQLite file).
     Datanet(datanet::DatanetArgs),
+    /// Suffix-array indexes of datanet snapshots.
+    Index(attribute::IndexArgs),
+    /// Which datanet contributions a text draws on (span tracing against a snapshot's index).
+    Attribute(attribute::AttributeArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args).map(|()| ExitCode::SUCCESS),
         Command::Receipt(args) => receipt::receipt(args),
         Command::Datanet(args) => datanet::datanet(args).map(|()| ExitCode::SUCCESS),
+        Command::Index(args) => attribute::index(args).map(|()| ExitCode::SUCCESS),
+        Command::Attribute(args) => attribute::attribute(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,246 @@
+//! `tributary index build` and `tributary attribute`: span attribution against a datanet
+//! snapshot's suffix-array index.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tributary_attribution::{
+    SnapshotMeta, Source, SpanParams, build_snapshot, open_snapshot, snapshot_dir, split_spans,
+    trace,
+};
+use tributary_datanet::Store;
+use tributary_model::Tokenizer;
+use tributary_receipt::{B256, METHOD_SPAN, keccak256};
+
+/// Where the datanets and their indexes are.
+#[derive(Debug, Args)]
+pub struct Places {
+    /// The datanets' SQLite file.
+    #[arg(long, env = "TRIBUTARY_DB", value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// Where snapshot indexes are kept (default: `indexes/` beside the database).
+    #[arg(long, env = "TRIBUTARY_INDEXES", value_name = "DIR")]
+    indexes: Option<PathBuf>,
+}
+
+impl Places {
+    fn db(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(crate::datanet::default_db)
+    }
+
+    fn indexes(&self) -> PathBuf {
+        self.indexes.clone().unwrap_or_else(|| {
+            self.db()
+                .parent()
+                .map_or_else(|| PathBuf::from("indexes"), |p| p.join("indexes"))
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    command: IndexCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Tokenize a datanet snapshot with the model's tokenizer and build its suffix-array index.
+    Build {
+        #[arg(long)]
+        datanet: String,
+        /// The snapshot version (default: the latest).
+        #[arg(long)]
+        version: Option<u64>,
+        /// The model folder whose tokenizer.json the index is for.
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        places: Places,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Method {
+    Span,
+}
+
+#[derive(Debug, Args)]
+pub struct AttributeArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    datanet: String,
+    /// The model output to attribute.
+    #[arg(long)]
+    text: String,
+    #[arg(long, value_enum, default_value = "span")]
+    method: Method,
+    /// Keep contributions, largest first, until this share of the evidence is covered.
+    #[arg(long, default_value_t = 0.95)]
+    share: f64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    places: Places,
+}
+
+fn tokenizer(model: &Path) -> Result<(Tokenizer, String)> {
+    let path = model.join("tokenizer.json");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let tokenizer = Tokenizer::from_bytes(&path, &bytes)?;
+    Ok((tokenizer, keccak256(&bytes).to_string()))
+}
+
+fn latest_version(store: &Store, datanet: &str) -> Result<u64> {
+    let summary = store.summary(datanet)?;
+    summary
+        .snapshots
+        .last()
+        .map(|s| s.version)
+        .with_context(|| format!("datanet `{datanet}` has no snapshot yet: run `tributary datanet snapshot {datanet}`"))
+}
+
+pub fn index(args: IndexArgs) -> Result<()> {
+    let IndexCommand::Build {
+        datanet,
+        version,
+        model,
+        places,
+    } = args.command;
+    let store = Store::open(&places.db())?;
+    let version = match version {
+        Some(v) => v,
+        None => latest_version(&store, &datanet)?,
+    };
+    let root = store.snapshot_root(&datanet, version)?;
+    let (tokenizer, tokenizer_hash) = tokenizer(&model)?;
+    let contributions = store.snapshot_contents(&datanet, version)?;
+    let bar = ProgressBar::new(contributions.len() as u64).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} contributions")
+            .expect("valid template"),
+    );
+    bar.set_message("tokenizing");
+    let mut documents = Vec::with_capacity(contributions.len());
+    for c in &contributions {
+        documents.push((
+            Source {
+                datanet: datanet.clone(),
+                contribution: c.content_hash,
+                contributor: c.contributor,
+            },
+            tokenizer.encode(&c.content)?,
+        ));
+        bar.inc(1);
+    }
+    let total: usize = documents.iter().map(|(_, t)| t.len()).sum();
+    bar.set_length(total as u64);
+    bar.set_position(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tokens")
+            .expect("valid template"),
+    );
+    bar.set_message("indexing");
+    let dir = snapshot_dir(&places.indexes(), &datanet, version);
+    let meta = SnapshotMeta {
+        datanet: datanet.clone(),
+        version,
+        root,
+        tokenizer: tokenizer_hash,
+        shards: Vec::new(),
+        sources: Vec::new(),
+    };
+    let meta = build_snapshot(&dir, meta, documents, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    println!(
+        "{}",
+        json!({"datanet": datanet, "version": version, "root": root, "tokens": total,
+               "documents": meta.sources.len(), "shards": meta.shards.len(), "dir": dir})
+    );
+    Ok(())
+}
+
+pub fn attribute(args: AttributeArgs) -> Result<()> {
+    let Method::Span = args.method;
+    let store = Store::open(&args.places.db())?;
+    let latest = latest_version(&store, &args.datanet)?;
+    let dir = snapshot_dir(&args.places.indexes(), &args.datanet, latest);
+    if !dir.join("index.json").exists() {
+        bail!(
+            "datanet `{}` snapshot {latest} has no index at {}: run `tributary index build --datanet {} --model …`",
+            args.datanet,
+            dir.display(),
+            args.datanet
+        );
+    }
+    let (meta, index) = open_snapshot(&dir)?;
+    let root: B256 = store.snapshot_root(&args.datanet, latest)?;
+    if meta.root != root || meta.version != latest {
+        bail!(
+            "the index at {} is for snapshot {} (root {}), not the latest {latest} (root {root}): rebuild it",
+            dir.display(),
+            meta.version,
+            meta.root
+        );
+    }
+    let (tokenizer, tokenizer_hash) = tokenizer(&args.model)?;
+    if tokenizer_hash != meta.tokenizer {
+        bail!(
+            "the index was built with another tokenizer than {}'s: rebuild it with this model",
+            args.model.display()
+        );
+    }
+    let output = tokenizer.encode(&args.text)?;
+    // Sentence ends: tokens whose text ends a sentence or a line.
+    let delimiters: Vec<u32> = (0..tokenizer.vocab_size() as u32)
+        .filter(|&t| {
+            tokenizer
+                .decode(&[t])
+                .is_ok_and(|s| s.contains(['.', '!', '?', '\n']))
+        })
+        .collect();
+    let params = SpanParams {
+        delimiters,
+        ..SpanParams::default()
+    };
+    let spans = trace(&index, &output, &params);
+    let split = split_spans(&spans, &meta.sources, args.share);
+    let spans_json: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            json!({
+                "start": s.start, "len": s.len,
+                "text": tokenizer.decode(&output[s.start..s.start + s.len]).unwrap_or_default(),
+                "logProb": s.log_prob, "occurrences": s.occurrences,
+                "contributions": s.documents.iter().map(|(d, _)| meta.sources[*d].contribution).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let out = json!({
+        "datanet": args.datanet,
+        "snapshot": {"version": latest, "root": root},
+        "method": "span",
+        "outputTokens": output.len(),
+        "spans": spans_json,
+        "attributions": split.attributions(METHOD_SPAN),
+        "thresholdPpm": split.threshold_ppm(),
+        "byContributor": split.by_contributor,
+        "byDatanet": split.by_datanet,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} spans of the output found in {} snapshot {latest}",
+            spans.len(),
+            args.datanet
+        );
+        for (who, ppm) in &split.by_contributor {
+            println!("  {who}: {:.2}%", f64::from(*ppm) / 1e4);
+        }
+    }
+    Ok(())
+}

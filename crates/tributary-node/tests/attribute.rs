@@ -1,0 +1,149 @@
+//! `tributary index build` and `tributary attribute` on a datanet of real text (the GPL-3 that
+//! Debian ships, split into paragraphs among contributors), tokenized with the fixture model's
+//! tokenizer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use alloy::primitives::keccak256;
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::Value;
+use tributary_datanet::{SignedReview, Store, Submission};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tributary-model/tests/fixtures")
+}
+
+fn key(name: &str) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&keccak256(name)).unwrap()
+}
+
+fn run(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(args)
+        .env("TRIBUTARY_DB", db)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_quoted_paragraph_is_attributed_to_its_contributor() {
+    let dir = std::env::temp_dir().join(format!("tributary-attribute-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("d.sqlite");
+    let text = std::fs::read_to_string("/usr/share/common-licenses/GPL-3").unwrap();
+    let paragraphs: Vec<&str> = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| p.len() > 300)
+        .collect();
+    assert!(paragraphs.len() > 40);
+    let people: Vec<PrivateKeySigner> = (0..8).map(|i| key(&format!("p{i}"))).collect();
+    let validator = key("validator");
+    let mut store = Store::open(&db).unwrap();
+    store.create("gpl", validator.address(), "").unwrap();
+    let subs: Vec<Submission> = paragraphs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Submission::sign("gpl", (*p).to_owned(), "GPL-3.0", &people[i % 8]).unwrap())
+        .collect();
+    store.add("gpl", &subs).unwrap();
+    for s in &subs {
+        let r = SignedReview::sign("gpl", s.content_hash(), true, "", &validator).unwrap();
+        store.review("gpl", &r).unwrap();
+    }
+    store.snapshot("gpl").unwrap();
+    drop(store);
+
+    let model = fixtures().join("llama-gqa");
+    let quoted = 17;
+    let output = format!(
+        "Here is what I found about it. {} That is the relevant part, in my own words.",
+        paragraphs[quoted]
+    );
+    let attribute = |args: &[&str]| {
+        let mut a = vec![
+            "attribute",
+            "--model",
+            model.to_str().unwrap(),
+            "--datanet",
+            "gpl",
+            "--text",
+            &output,
+        ];
+        a.extend_from_slice(args);
+        run(&db, &a)
+    };
+    // Before an index exists: a clear error.
+    let out = attribute(&["--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tributary index build"));
+
+    let built = ok_json(&run(
+        &db,
+        &[
+            "index",
+            "build",
+            "--datanet",
+            "gpl",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(built["documents"], paragraphs.len());
+
+    let first = attribute(&["--json"]);
+    let v = ok_json(&first);
+    let quoted_by = format!("{}", people[quoted % 8].address()).to_lowercase();
+    let top = v["byContributor"][0][0].as_str().unwrap().to_lowercase();
+    assert_eq!(top, quoted_by, "{v:#}");
+    assert_eq!(
+        v["attributions"][0]["contributionId"],
+        serde_json::to_value(subs[quoted].content_hash()).unwrap()
+    );
+    let total: u64 = v["attributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["weightPpm"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 1_000_000);
+    // Deterministic: byte-identical JSON.
+    assert_eq!(attribute(&["--json"]).stdout, first.stdout);
+
+    // A newer snapshot makes the index stale: a clear error until it is rebuilt.
+    let mut store = Store::open(&db).unwrap();
+    store.snapshot("gpl").unwrap();
+    drop(store);
+    let out = attribute(&["--json"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no index"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &db,
+        &[
+            "attribute",
+            "--model",
+            model.to_str().unwrap(),
+            "--datanet",
+            "nope",
+            "--text",
+            "x",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no datanet named `nope`"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
