@@ -102,16 +102,22 @@ fn aggregate<K: Ord + Clone>(items: impl Iterator<Item = (K, u32)>) -> Vec<(K, u
     v
 }
 
-/// Span evidence to shares: each span's length (in tokens) is divided equally among the
-/// documents kept for it, documents are mapped to their contributions by `sources`, and the
-/// masses go through [`threshold`].
+/// Span evidence to shares. A span's evidence is its self-information under the unigram model
+/// (−log P, the quantity spans are ranked by: a rare span says more about its source than a
+/// common phrase), shared equally by all its occurrences — each is equally likely to be where the
+/// text came from — so each kept document gets `−log P / occurrences`. Documents are mapped to
+/// their contributions by `sources`, and the masses go through [`threshold`].
+///
+/// (Crediting each span's length to the documents kept for it, the first rule tried, gave 30% of
+/// the weight to contributors who had only common phrases in the canary test: a phrase found in
+/// hundreds of chapters credited ten of them in full.)
 pub fn split_spans(spans: &[Span], sources: &[Source], share: f64) -> Split {
     let mut mass: BTreeMap<usize, f64> = BTreeMap::new();
     for s in spans {
-        if s.documents.is_empty() {
+        if s.documents.is_empty() || s.occurrences == 0 {
             continue;
         }
-        let each = s.len as f64 / s.documents.len() as f64;
+        let each = -s.log_prob / s.occurrences as f64;
         for (doc, _) in &s.documents {
             *mass.entry(*doc).or_default() += each;
         }

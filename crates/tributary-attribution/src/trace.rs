@@ -95,6 +95,11 @@ pub struct SpanParams {
     pub docs_per_span: usize,
     /// Token ids that end a sentence; a span is cut after each.
     pub delimiters: Vec<u32>,
+    /// Bytes of text of each token id (from the tokenizer); with it, spans shorter than
+    /// `min_bytes` of text are dropped too. Tokens are no measure of evidence by themselves: a
+    /// small vocabulary cuts a two-word phrase into six tokens, and such phrases occur anywhere.
+    pub token_bytes: Vec<u32>,
+    pub min_bytes: usize,
 }
 
 impl Default for SpanParams {
@@ -104,6 +109,9 @@ impl Default for SpanParams {
             spans_per_token: 0.05,
             docs_per_span: 10,
             delimiters: Vec::new(),
+            token_bytes: Vec::new(),
+            // About six English words.
+            min_bytes: 32,
         }
     }
 }
@@ -154,7 +162,16 @@ pub fn trace(index: &Index, output: &[u32], params: &SpanParams) -> Vec<Span> {
             pieces.push((from, start + len - from));
         }
     }
-    pieces.retain(|&(_, len)| len >= params.min_len);
+    let text_bytes = |start: usize, len: usize| -> usize {
+        output[start..start + len]
+            .iter()
+            .map(|&t| params.token_bytes.get(t as usize).copied().unwrap_or(0) as usize)
+            .sum()
+    };
+    pieces.retain(|&(start, len)| {
+        len >= params.min_len
+            && (params.token_bytes.is_empty() || text_bytes(start, len) >= params.min_bytes)
+    });
     pieces.sort();
     pieces.dedup();
     let log_unigram = |t: u32| {

@@ -202,8 +202,12 @@ pub fn attribute(args: AttributeArgs) -> Result<()> {
                 .is_ok_and(|s| s.contains(['.', '!', '?', '\n']))
         })
         .collect();
+    let token_bytes: Vec<u32> = (0..tokenizer.vocab_size() as u32)
+        .map(|t| tokenizer.decode(&[t]).map_or(0, |s| s.len() as u32))
+        .collect();
     let params = SpanParams {
         delimiters,
+        token_bytes,
         ..SpanParams::default()
     };
     let spans = trace(&index, &output, &params);

@@ -9,12 +9,13 @@ use anyhow::{Context, Result, bail};
 use crate::cmd;
 
 /// Debian packages the suites need: lavapipe (Vulkan on the CPU) and its loader for the native
-/// GPU tests, Chromium for the browser tests.
-const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1", "chromium"];
-/// Folders with a committed package.json + package-lock.json.
+/// GPU tests, Chromium for the browser tests, and `bible-kjv`: the King James
+/// Version (public domain) and the `bible` program that prints it, the real text the attribution
+/// canary test plants its passages in.
+const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1", "chromium", "bible-kjv"];
 /// cargo-fuzz runs on the stable toolchain with `--sanitizer none` (coverage-guided libFuzzer).
 const CARGO_FUZZ: &str = "0.13.1";
-
+/// Folders with a committed package.json + package-lock.json.
 const NPM_PROJECTS: &[&str] = &["playwright", "crates/tributary-chain/solidity", "pkg"];
 
 pub fn run(root: &Path) -> Result<ExitCode> {
