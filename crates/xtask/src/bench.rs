@@ -19,7 +19,10 @@ pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> 
         "sgmv" => sgmv(root, adapter_from_env),
         "serve" => serve(root),
         "verify" => verify(root),
-        other => bail!("unknown benchmark `{other}` (available: model, sgmv, serve, verify)"),
+        "attribution" => attribution(root),
+        other => bail!(
+            "unknown benchmark `{other}` (available: model, sgmv, serve, verify, attribution)"
+        ),
     }
 }
 
@@ -168,6 +171,46 @@ fn serve(root: &Path) -> Result<ExitCode> {
             tok_s(2) / tok_s(0),
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Span attribution: suffix-array build throughput (one core), index bytes per token, and the
+/// trace latency of a 450-token output against 100M tokens of repeated real text.
+fn attribution(root: &Path) -> Result<ExitCode> {
+    crate::setup::install(root)?;
+    let ws = Workspace::read(root)?;
+    let bin = build_bench(root, &ws, "bench-attribution")?;
+    let model = root.join("crates/tributary-model/tests/fixtures/llama-gqa");
+    let v = run_json(
+        Command::new(&bin).arg("--model").arg(&model),
+        "bench-attribution",
+    )?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "\nspan attribution: the King James Version tokenized with the fixture tokenizer (384 ids, so 2-byte tokens)\n"
+    );
+    println!("| measure | value | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| suffix-array build, one copy ({:.1}M tokens), MB/s of token bytes, one core | {:.1} | >= 50 |",
+        f("corpus_tokens") / 1e6,
+        f("build_mb_s_one_copy")
+    );
+    println!(
+        "| suffix-array build, {:.1}M tokens, MB/s | {:.1} | >= 50 |",
+        f("big_tokens") / 1e6,
+        f("build_mb_s_big")
+    );
+    println!(
+        "| index bytes per token | {:.2} | infini-gram ~7 |",
+        f("index_bytes_per_token")
+    );
+    println!(
+        "| trace of a 450-token output vs {:.1}M tokens, p50 / max ms | {:.1} / {:.1} | p50 < 300 |",
+        f("big_tokens") / 1e6,
+        f("trace_ms_p50"),
+        f("trace_ms_max")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

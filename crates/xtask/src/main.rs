@@ -35,9 +35,10 @@ enum Command {
     /// Benchmark reports (not tests): `model` compares our model with candle on the CPU;
     /// `sgmv` times the SGMV kernels (mixed vs one adapter, vs a launch per adapter, vs matmul);
     /// `serve` measures the continuous-batching engine's decode throughput across adapters;
-    /// `verify` times receipt verification in the wallet package (Node, Chromium) and its size.
+    /// `verify` times receipt verification in the wallet package (Node, Chromium) and its size;
+    /// `attribution` measures suffix-array builds and span tracing.
     Bench {
-        /// What to measure: model, sgmv, serve or verify.
+        /// What to measure: model, sgmv, serve, verify or attribution.
         #[arg(default_value = "model")]
         what: String,
         /// sgmv: use the wgpu adapter WGPU_BACKEND / WGPU_ADAPTER_NAME select instead of lavapipe.
