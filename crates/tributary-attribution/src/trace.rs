@@ -116,6 +116,23 @@ impl Default for SpanParams {
     }
 }
 
+impl SpanParams {
+    /// The defaults, with sentence delimiters and token lengths read off a vocabulary:
+    /// `decode(id)` is the text of one token id. Delimiters are tokens whose text holds a
+    /// sentence end or a line break.
+    pub fn for_vocabulary(vocab_size: u32, decode: impl Fn(u32) -> Option<String>) -> Self {
+        let mut params = Self::default();
+        for id in 0..vocab_size {
+            let text = decode(id).unwrap_or_default();
+            if text.contains(['.', '!', '?', '\n']) {
+                params.delimiters.push(id);
+            }
+            params.token_bytes.push(text.len() as u32);
+        }
+        params
+    }
+}
+
 /// A span of the output found in the data.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

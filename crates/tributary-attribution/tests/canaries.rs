@@ -117,21 +117,9 @@ fn planted_canaries_are_attributed_to_their_contributors() {
         .map(str::trim)
         .filter(|p| p.len() > 200)
         .collect();
-    let delimiters: Vec<u32> = (0..tokenizer.vocab_size() as u32)
-        .filter(|&t| {
-            tokenizer
-                .decode(&[t])
-                .is_ok_and(|s| s.contains(['.', '!', '?', '\n']))
-        })
-        .collect();
-    let token_bytes: Vec<u32> = (0..tokenizer.vocab_size() as u32)
-        .map(|t| tokenizer.decode(&[t]).map_or(0, |s| s.len() as u32))
-        .collect();
-    let params = SpanParams {
-        delimiters,
-        token_bytes,
-        ..SpanParams::default()
-    };
+    let params = SpanParams::for_vocabulary(tokenizer.vocab_size() as u32, |t| {
+        tokenizer.decode(&[t]).ok()
+    });
     let (mut hits, mut false_ppm, mut total_ppm) = (0, 0u64, 0u64);
     for (t, (canary, owner)) in planted.iter().enumerate() {
         let output = format!(

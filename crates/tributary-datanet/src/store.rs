@@ -197,6 +197,14 @@ CREATE TABLE IF NOT EXISTS snapshot_members (
 );
 ";
 
+fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> DatanetError + use<> {
+    let path = path.to_path_buf();
+    move |source| DatanetError::Db {
+        path: path.clone(),
+        source,
+    }
+}
+
 fn b256(bytes: Vec<u8>) -> B256 {
     B256::try_from(bytes.as_slice()).unwrap_or_default()
 }
@@ -207,26 +215,40 @@ fn address(bytes: Vec<u8>) -> Address {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, DatanetError> {
-        let db = |source| DatanetError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(db)?;
+        let db = db_error(path);
+        let conn = Connection::open(path).map_err(&db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+            .map_err(&db)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(&db)?;
+        conn.execute_batch(SCHEMA).map_err(&db)?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
         })
     }
 
-    fn db(&self) -> impl Fn(rusqlite::Error) -> DatanetError + '_ {
-        |source| DatanetError::Db {
-            path: self.path.clone(),
-            source,
-        }
+    fn db(&self) -> impl Fn(rusqlite::Error) -> DatanetError + use<> {
+        db_error(&self.path)
+    }
+
+    /// An IMMEDIATE transaction (it takes the write lock at once, so two writers queue instead
+    /// of failing at commit), with the error mapper for its statements.
+    fn begin(
+        &mut self,
+    ) -> Result<
+        (
+            rusqlite::Transaction<'_>,
+            impl Fn(rusqlite::Error) -> DatanetError + use<>,
+        ),
+        DatanetError,
+    > {
+        let db = db_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        Ok((tx, db))
     }
 
     fn datanet(&self, name: &str) -> Result<(i64, Address), DatanetError> {
@@ -281,15 +303,7 @@ impl Store {
         submissions: &[Submission],
     ) -> Result<ImportReport, DatanetError> {
         let (id, _) = self.datanet(name)?;
-        let path = self.path.clone();
-        let db = move |source| DatanetError::Db {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&db)?;
+        let (tx, db) = self.begin()?;
         let mut known: Vec<(B256, [u64; minhash::HASHES])> = {
             let mut stmt = tx
                 .prepare("SELECT content_hash, minhash FROM contributions WHERE datanet = ?1 AND minhash IS NOT NULL")
@@ -423,15 +437,7 @@ impl Store {
     /// Freezes the accepted contributions as the next version.
     pub fn snapshot(&mut self, name: &str) -> Result<Snapshot, DatanetError> {
         let (id, _) = self.datanet(name)?;
-        let path = self.path.clone();
-        let db = move |source| DatanetError::Db {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&db)?;
+        let (tx, db) = self.begin()?;
         let members: Vec<(i64, B256, Address)> = {
             let mut stmt = tx
                 .prepare("SELECT id, content_hash, contributor FROM contributions WHERE datanet = ?1 AND status = 'accepted' ORDER BY id")

@@ -194,22 +194,9 @@ pub fn attribute(args: AttributeArgs) -> Result<()> {
         );
     }
     let output = tokenizer.encode(&args.text)?;
-    // Sentence ends: tokens whose text ends a sentence or a line.
-    let delimiters: Vec<u32> = (0..tokenizer.vocab_size() as u32)
-        .filter(|&t| {
-            tokenizer
-                .decode(&[t])
-                .is_ok_and(|s| s.contains(['.', '!', '?', '\n']))
-        })
-        .collect();
-    let token_bytes: Vec<u32> = (0..tokenizer.vocab_size() as u32)
-        .map(|t| tokenizer.decode(&[t]).map_or(0, |s| s.len() as u32))
-        .collect();
-    let params = SpanParams {
-        delimiters,
-        token_bytes,
-        ..SpanParams::default()
-    };
+    let params = SpanParams::for_vocabulary(tokenizer.vocab_size() as u32, |t| {
+        tokenizer.decode(&[t]).ok()
+    });
     let spans = trace(&index, &output, &params);
     let split = split_spans(&spans, &meta.sources, args.share);
     let spans_json: Vec<_> = spans
