@@ -10,6 +10,9 @@ mod split;
 mod trace;
 
 pub use index::{IndexError, MAX_TOKEN, Match, Meta, Shard};
-pub use snapshot::{SHARD_TOKENS, SnapshotMeta, build_snapshot, open_snapshot, snapshot_dir};
+pub use snapshot::{
+    SHARD_TOKENS, SnapshotMeta, build_snapshot, open_snapshot, read_snapshot_meta, reuse,
+    snapshot_dir,
+};
 pub use split::{Share, Source, Split, split_spans, threshold};
 pub use trace::{Index, Span, SpanParams, trace};

@@ -32,8 +32,11 @@ pub fn snapshot_dir(root_dir: &Path, datanet: &str, version: u64) -> PathBuf {
     root_dir.join(datanet).join(format!("v{version}"))
 }
 
-/// Builds and saves the index of one snapshot: `documents` are the snapshot's contributions,
-/// tokenized, in snapshot order. `progress` is told the tokens indexed so far.
+/// Builds and saves the index of one snapshot. `meta.shards` and `meta.sources` may already list
+/// shards reused from an earlier snapshot's index (paths relative to `dir`, see [`reuse`]);
+/// `documents` — the rest of the snapshot's contributions, tokenized — go into new shards after
+/// them, so growing a datanet never rebuilds what is indexed. `progress` is told the tokens
+/// indexed so far.
 pub fn build_snapshot(
     dir: &Path,
     mut meta: SnapshotMeta,
@@ -47,8 +50,6 @@ pub fn build_snapshot(
     let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    meta.sources.clear();
-    meta.shards.clear();
     let mut batch: Vec<Vec<u32>> = Vec::new();
     let (mut batch_tokens, mut done) = (0, 0);
     let flush = |batch: &mut Vec<Vec<u32>>, meta: &mut SnapshotMeta| -> Result<(), IndexError> {
@@ -89,17 +90,44 @@ pub fn build_snapshot(
     Ok(meta)
 }
 
-/// Opens a snapshot's index.
-pub fn open_snapshot(dir: &Path) -> Result<(SnapshotMeta, Index), IndexError> {
+/// The `index.json` of a snapshot's index, without opening its shards.
+pub fn read_snapshot_meta(dir: &Path) -> Result<SnapshotMeta, IndexError> {
     let path = dir.join("index.json");
     let bytes = std::fs::read(&path).map_err(|source| IndexError::Io {
         path: path.clone(),
         source,
     })?;
-    let meta: SnapshotMeta = serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt {
-        path: path.clone(),
+    serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt {
+        path,
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// The shard paths and sources of an earlier snapshot's index at `earlier` (a sibling folder of
+/// the new one), as the new index will list them.
+pub fn reuse(earlier: &Path, meta: &SnapshotMeta) -> (Vec<String>, Vec<Source>) {
+    let folder = earlier
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shards = meta
+        .shards
+        .iter()
+        .map(|s| {
+            if s.starts_with("../") {
+                s.clone() // already a sibling's, and siblings share a parent
+            } else {
+                format!("../{folder}/{s}")
+            }
+        })
+        .collect();
+    (shards, meta.sources.clone())
+}
+
+/// Opens a snapshot's index.
+pub fn open_snapshot(dir: &Path) -> Result<(SnapshotMeta, Index), IndexError> {
+    let path = dir.join("index.json");
+    let meta = read_snapshot_meta(dir)?;
     let shards = meta
         .shards
         .iter()

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tributary_attribution::{
-    SnapshotMeta, Source, SpanParams, build_snapshot, open_snapshot, snapshot_dir, split_spans,
-    trace,
+    SnapshotMeta, Source, SpanParams, build_snapshot, open_snapshot, read_snapshot_meta, reuse,
+    snapshot_dir, split_spans, trace,
 };
 use tributary_datanet::Store;
 use tributary_model::Tokenizer;
@@ -118,7 +118,32 @@ pub fn index(args: IndexArgs) -> Result<()> {
     };
     let root = store.snapshot_root(&datanet, version)?;
     let (tokenizer, tokenizer_hash) = tokenizer(&model)?;
-    let contributions = store.snapshot_contents(&datanet, version)?;
+    let mut contributions = store.snapshot_contents(&datanet, version)?;
+    // Reuse the shards of the newest earlier index when its contributions are all still in this
+    // snapshot (the datanet only grew): only the new contributions are indexed.
+    let indexes = places.indexes();
+    let (mut shards, mut sources) = (Vec::new(), Vec::new());
+    let current: std::collections::HashSet<B256> =
+        contributions.iter().map(|c| c.content_hash).collect();
+    for earlier in (1..version).rev() {
+        let dir = snapshot_dir(&indexes, &datanet, earlier);
+        let Ok(old) = read_snapshot_meta(&dir) else {
+            continue;
+        };
+        if old.tokenizer == tokenizer_hash
+            && old
+                .sources
+                .iter()
+                .all(|s| current.contains(&s.contribution))
+        {
+            (shards, sources) = reuse(&dir, &old);
+            let indexed: std::collections::HashSet<B256> =
+                old.sources.iter().map(|s| s.contribution).collect();
+            contributions.retain(|c| !indexed.contains(&c.content_hash));
+        }
+        break;
+    }
+    let reused = shards.len();
     let bar = ProgressBar::new(contributions.len() as u64).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} contributions")
             .expect("valid template"),
@@ -144,21 +169,22 @@ pub fn index(args: IndexArgs) -> Result<()> {
             .expect("valid template"),
     );
     bar.set_message("indexing");
-    let dir = snapshot_dir(&places.indexes(), &datanet, version);
+    let dir = snapshot_dir(&indexes, &datanet, version);
     let meta = SnapshotMeta {
         datanet: datanet.clone(),
         version,
         root,
         tokenizer: tokenizer_hash,
-        shards: Vec::new(),
-        sources: Vec::new(),
+        shards,
+        sources,
     };
     let meta = build_snapshot(&dir, meta, documents, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     println!(
         "{}",
         json!({"datanet": datanet, "version": version, "root": root, "tokens": total,
-               "documents": meta.sources.len(), "shards": meta.shards.len(), "dir": dir})
+               "documents": meta.sources.len(), "shards": meta.shards.len(),
+               "reusedShards": reused, "dir": dir})
     );
     Ok(())
 }

@@ -145,5 +145,56 @@ fn a_quoted_paragraph_is_attributed_to_its_contributor() {
         ],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no datanet named `nope`"));
+
+    // The datanet grows: a new contribution, a new snapshot. The new index reuses the old
+    // shard and indexes only the new contribution; both old and new text are attributed.
+    let newcomer = key("newcomer");
+    let fresh = "Behold, a passage written for this test alone, about rivers of tokens flowing \
+                 into ledgers of light, which no licence ever contained before today.";
+    let mut store = Store::open(&db).unwrap();
+    let sub = Submission::sign("gpl", fresh.to_owned(), "CC0-1.0", &newcomer).unwrap();
+    store.add("gpl", std::slice::from_ref(&sub)).unwrap();
+    let r = SignedReview::sign("gpl", sub.content_hash(), true, "", &validator).unwrap();
+    store.review("gpl", &r).unwrap();
+    store.snapshot("gpl").unwrap();
+    drop(store);
+    let built = ok_json(&run(
+        &db,
+        &[
+            "index",
+            "build",
+            "--datanet",
+            "gpl",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(built["reusedShards"], 1, "{built}");
+    assert_eq!(built["shards"], 2, "{built}");
+    assert_eq!(built["documents"], paragraphs.len() + 1);
+    let v = ok_json(&attribute(&["--json"]));
+    assert_eq!(
+        v["byContributor"][0][0].as_str().unwrap().to_lowercase(),
+        quoted_by
+    );
+    let out = run(
+        &db,
+        &[
+            "attribute",
+            "--model",
+            model.to_str().unwrap(),
+            "--datanet",
+            "gpl",
+            "--json",
+            "--text",
+            &format!("As they say: {fresh} Indeed."),
+        ],
+    );
+    let v = ok_json(&out);
+    assert_eq!(
+        v["byContributor"][0][0].as_str().unwrap().to_lowercase(),
+        newcomer.address().to_string().to_lowercase(),
+        "{v:#}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
