@@ -84,22 +84,25 @@ fn a_quoted_paragraph_is_attributed_to_its_contributor() {
         a.extend_from_slice(args);
         run(&db, &a)
     };
+    let build_index = || {
+        ok_json(&run(
+            &db,
+            &[
+                "index",
+                "build",
+                "--datanet",
+                "gpl",
+                "--model",
+                model.to_str().unwrap(),
+            ],
+        ))
+    };
     // Before an index exists: a clear error.
     let out = attribute(&["--json"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tributary index build"));
 
-    let built = ok_json(&run(
-        &db,
-        &[
-            "index",
-            "build",
-            "--datanet",
-            "gpl",
-            "--model",
-            model.to_str().unwrap(),
-        ],
-    ));
+    let built = build_index();
     assert_eq!(built["documents"], paragraphs.len());
 
     let first = attribute(&["--json"]);
@@ -158,17 +161,7 @@ fn a_quoted_paragraph_is_attributed_to_its_contributor() {
     store.review("gpl", &r).unwrap();
     store.snapshot("gpl").unwrap();
     drop(store);
-    let built = ok_json(&run(
-        &db,
-        &[
-            "index",
-            "build",
-            "--datanet",
-            "gpl",
-            "--model",
-            model.to_str().unwrap(),
-        ],
-    ));
+    let built = build_index();
     assert_eq!(built["reusedShards"], 1, "{built}");
     assert_eq!(built["shards"], 2, "{built}");
     assert_eq!(built["documents"], paragraphs.len() + 1);

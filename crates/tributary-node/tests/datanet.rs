@@ -46,6 +46,21 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `datanet create NAME` with `validator`'s address.
+fn create(db: &Path, name: &str, validator: &PrivateKeySigner) {
+    json(&tributary(
+        db,
+        &[
+            "create",
+            name,
+            "--validator",
+            &validator.address().to_string(),
+            "--json",
+        ],
+        &[],
+    ));
+}
+
 fn jsonl(path: &Path, subs: &[Submission]) {
     let mut f = std::fs::File::create(path).unwrap();
     for s in subs {
@@ -192,17 +207,7 @@ fn a_malformed_line_imports_nothing() {
     let d = dir("malformed");
     let db = d.join("d.sqlite");
     let v = key("v");
-    json(&tributary(
-        &db,
-        &[
-            "create",
-            "x",
-            "--validator",
-            &v.address().to_string(),
-            "--json",
-        ],
-        &[],
-    ));
+    create(&db, "x", &v);
     let good = Submission::sign("x", paragraph(1), "CC0-1.0", &key("a")).unwrap();
     let path = d.join("bad.jsonl");
     std::fs::write(
@@ -235,17 +240,7 @@ fn a_killed_import_leaves_the_datanet_as_it_was() {
     let d = dir("killed");
     let db = d.join("d.sqlite");
     let v = key("v");
-    json(&tributary(
-        &db,
-        &[
-            "create",
-            "big",
-            "--validator",
-            &v.address().to_string(),
-            "--json",
-        ],
-        &[],
-    ));
+    create(&db, "big", &v);
     let who = key("contributor");
     let n = 6000;
     let subs: Vec<Submission> = (0..n)
