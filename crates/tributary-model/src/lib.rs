@@ -23,7 +23,7 @@ pub use error::ModelError;
 pub use generate::{Generation, Sampler, SamplingParams, StopReason, generate};
 pub use kv::{PagedKv, SeqKv};
 pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target};
-pub use model::{Adapter, Adapters, KvCache, Model, Step};
+pub use model::{Adapter, Adapters, DenseLora, KvCache, Model, Step};
 pub use tokenizer::Tokenizer;
 pub use tributary_sgmv::{PoolOptions, SgmvBackend};
 pub use weights::WeightFiles;

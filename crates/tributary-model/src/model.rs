@@ -128,21 +128,50 @@ impl<B: SgmvBackend> Layer<B> {
         layer: usize,
         target: Target,
         x: Tensor<B, 2>,
-        lora: Option<&Lora<'_, B>>,
+        lora: Option<&Delta<'_, B>>,
     ) -> Result<Tensor<B, 2>, ModelError> {
+        let base = self.projections[target_index(target)].forward(x.clone());
         match lora {
-            None => Ok(self.projections[target_index(target)].forward(x)),
-            Some(lora) => {
-                let base = self.projections[target_index(target)].forward(x.clone());
-                Ok(B::sgmv(
-                    lora.pool,
-                    x,
-                    base,
-                    &lora.segments,
-                    projection_key(layer, target),
-                )?)
-            }
+            None => Ok(base),
+            Some(Delta::Sgmv(lora)) => Ok(B::sgmv(
+                lora.pool,
+                x,
+                base,
+                &lora.segments,
+                projection_key(layer, target),
+            )?),
+            Some(Delta::Dense(lora)) => Ok(match lora.pair(layer, target) {
+                Some((a, b)) => base + x.matmul(a.clone().transpose()).matmul(b.clone().transpose()) * lora.scale,
+                None => base,
+            }),
         }
+    }
+}
+
+/// How a forward pass adds LoRA deltas to the base projections.
+enum Delta<'a, B: SgmvBackend> {
+    /// Resident adapters, per segment of rows (serving).
+    Sgmv(Lora<'a, B>),
+    /// One set of factors for every row, as plain tensors (fine-tuning, gradients).
+    Dense(&'a DenseLora<B>),
+}
+
+/// LoRA factors held as ordinary tensors and applied to every row as `x·Aᵀ·Bᵀ·scale`: the
+/// fine-tuning and gradient path, where the factors are what autodiff differentiates. Serving
+/// keeps using the adapter pool and SGMV.
+#[derive(Debug, Clone)]
+pub struct DenseLora<B: Backend> {
+    pub scale: f32,
+    /// `((layer, target), A [r, in], B [out, r])`, A and B as PEFT stores them.
+    pub pairs: Vec<((usize, Target), Tensor<B, 2>, Tensor<B, 2>)>,
+}
+
+impl<B: Backend> DenseLora<B> {
+    fn pair(&self, layer: usize, target: Target) -> Option<(&Tensor<B, 2>, &Tensor<B, 2>)> {
+        self.pairs
+            .iter()
+            .find(|(key, _, _)| *key == (layer, target))
+            .map(|(_, a, b)| (a, b))
     }
 }
 
@@ -370,7 +399,23 @@ impl<B: SgmvBackend> Model<B> {
         adapters: Adapters<'_, B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let [batch, seq] = tokens.dims();
-        let h = self.hidden(tokens, cache, adapters)?;
+        let lora = self.lora(adapters, batch, seq)?.map(Delta::Sgmv);
+        let h = self.hidden(tokens, cache, lora.as_ref())?;
+        Ok(h.matmul(self.lm_head_t.clone())
+            .reshape([batch, seq, self.config.vocab_size]))
+    }
+
+    /// The logits of every position of `tokens` ([batch, seq] from position 0), [batch, seq,
+    /// vocab], with `lora` applied densely: the pass that fine-tuning and per-example gradients
+    /// differentiate (under burn's `Autodiff`) with respect to the factors.
+    pub fn forward_dense(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        lora: &DenseLora<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let [batch, seq] = tokens.dims();
+        let mut cache = self.new_cache();
+        let h = self.hidden(tokens, &mut cache, Some(&Delta::Dense(lora)))?;
         Ok(h.matmul(self.lm_head_t.clone())
             .reshape([batch, seq, self.config.vocab_size]))
     }
@@ -385,8 +430,9 @@ impl<B: SgmvBackend> Model<B> {
     ) -> Result<Tensor<B, 2>, ModelError> {
         let [batch, seq] = tokens.dims();
         let hidden = self.config.hidden_size;
+        let lora = self.lora(adapters, batch, seq)?.map(Delta::Sgmv);
         let h = self
-            .hidden(tokens, cache, adapters)?
+            .hidden(tokens, cache, lora.as_ref())?
             .reshape([batch, seq, hidden])
             .slice([0..batch, seq - 1..seq, 0..hidden])
             .reshape([batch, hidden]);
@@ -447,16 +493,15 @@ impl<B: SgmvBackend> Model<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
-        adapters: Adapters<'_, B>,
+        lora: Option<&Delta<'_, B>>,
     ) -> Result<Tensor<B, 2>, ModelError> {
         let c = &self.config;
         let [batch, seq] = tokens.dims();
-        let lora = self.lora(adapters, batch, seq)?;
         let offset = cache.len;
         let (cos, sin) = self.rope.tables::<B>(offset, seq, &self.device);
         let mask = (seq > 1).then(|| causal_mask::<B>(seq, offset, &self.device));
         let h = self.embed.clone().select(0, tokens.reshape([batch * seq]));
-        let h = self.layers(h, lora.as_ref(), |i, q, k, v| {
+        let h = self.layers(h, lora, |i, q, k, v| {
             let heads =
                 |t: Tensor<B, 2>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
             let q = apply_rope(heads(q, c.num_heads), &cos, &sin);
@@ -500,7 +545,7 @@ impl<B: SgmvBackend> Model<B> {
             kv.reserve(step.seq, step.tokens.len())?;
         }
         let adapters: Vec<Option<&Adapter<B>>> = steps.iter().map(|s| s.adapter).collect();
-        let lora = self.lora_rows(&adapters, &lens)?;
+        let lora = self.lora_rows(&adapters, &lens)?.map(Delta::Sgmv);
         // Per sequence: its rows in the step, and its RoPE tables and mask at its own offset.
         let mut starts = Vec::with_capacity(steps.len());
         let mut at = 0;
@@ -564,7 +609,7 @@ impl<B: SgmvBackend> Model<B> {
     fn layers(
         &self,
         mut h: Tensor<B, 2>,
-        lora: Option<&Lora<'_, B>>,
+        lora: Option<&Delta<'_, B>>,
         mut attend: impl FnMut(usize, Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
     ) -> Result<Tensor<B, 2>, ModelError> {
         let c = &self.config;

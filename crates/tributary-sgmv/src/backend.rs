@@ -307,3 +307,24 @@ impl SgmvBackend for burn::backend::Cuda {
         pool.sgmv(x, y, segments, key)
     }
 }
+
+#[cfg(feature = "autodiff")]
+impl<B: Backend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> SgmvBackend
+    for burn::backend::Autodiff<B, C>
+{
+    type Pool = TensorPool<Self>;
+
+    fn new_pool(device: &Self::Device, _: PoolOptions) -> Result<Self::Pool, SgmvError> {
+        Ok(TensorPool::new(device))
+    }
+
+    fn sgmv(
+        pool: &Self::Pool,
+        x: Tensor<Self, 2>,
+        y: Tensor<Self, 2>,
+        segments: &[Segment],
+        key: u32,
+    ) -> Result<Tensor<Self, 2>, SgmvError> {
+        pool.sgmv(x, y, segments, key)
+    }
+}
