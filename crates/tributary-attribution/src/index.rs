@@ -56,7 +56,7 @@ pub struct Match {
 
 /// The bytes of a shard: owned after a build, mapped after an open.
 #[derive(Debug)]
-enum Bytes {
+pub(crate) enum Bytes {
     Owned(Vec<u8>),
     Mapped(memmap2::Mmap),
 }
@@ -327,7 +327,7 @@ fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
 
 /// Maps a shard file read-only.
 #[allow(unsafe_code)]
-fn map_file(f: &std::fs::File, path: &Path) -> Result<Bytes, IndexError> {
+pub(crate) fn map_file(f: &std::fs::File, path: &Path) -> Result<Bytes, IndexError> {
     if f.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Ok(Bytes::Owned(Vec::new())); // mapping an empty file is an error on Linux
     }

@@ -123,7 +123,13 @@ pub fn split_spans(spans: &[Span], sources: &[Source], share: f64) -> Split {
         }
     }
     let masses: Vec<(usize, f64)> = mass.into_iter().collect();
-    let shares: Vec<Share> = threshold(&masses, share)
+    split_masses(&masses, sources, share)
+}
+
+/// Any method's evidence — a mass per document (index into `sources`) — through [`threshold`],
+/// with the kept shares aggregated per contributor and per datanet.
+pub fn split_masses(masses: &[(usize, f64)], sources: &[Source], share: f64) -> Split {
+    let shares: Vec<Share> = threshold(masses, share)
         .into_iter()
         .filter_map(|(doc, ppm)| {
             sources.get(doc).map(|source| Share {

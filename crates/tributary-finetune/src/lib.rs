@@ -11,11 +11,10 @@ use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData, activation};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tributary_model::{
-    AdapterWeights, DenseLora, LoraConfig, LoraPair, Model, ModelConfig, ModelError,
-    SgmvBackend, Target,
+    AdapterWeights, DenseLora, LoraConfig, LoraPair, Model, ModelConfig, ModelError, SgmvBackend,
+    Target,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +46,13 @@ pub enum FinetuneError {
 pub struct LoraFactors<B: Backend> {
     a: Vec<Param<Tensor<B, 2>>>,
     b: Vec<Param<Tensor<B, 2>>>,
+}
+
+impl<B: Backend> LoraFactors<B> {
+    /// `(A, B)` of each pair, in key order.
+    pub fn pairs(&self) -> impl Iterator<Item = (Tensor<B, 2>, Tensor<B, 2>)> + '_ {
+        self.a.iter().zip(&self.b).map(|(a, b)| (a.val(), b.val()))
+    }
 }
 
 /// A LoRA adapter under training (or loaded for gradients): its factors and what they mean.
@@ -134,7 +140,10 @@ impl<B: Backend> Lora<B> {
         for p in pairs {
             let (fan_in, fan_out) = p.target.dims(base);
             let tensor = |v: &[f32], shape: [usize; 2]| {
-                Param::from_tensor(Tensor::from_data(TensorData::new(v.to_vec(), shape), device))
+                Param::from_tensor(Tensor::from_data(
+                    TensorData::new(v.to_vec(), shape),
+                    device,
+                ))
             };
             a.push(tensor(&p.a, [r, fan_in]));
             b.push(tensor(&p.b, [fan_out, r]));
@@ -205,10 +214,9 @@ pub fn save_adapter(adapter: &AdapterWeights, dir: &Path) -> Result<(), Finetune
         move |source| FinetuneError::Io { path, source }
     };
     let (config, tensors) = adapter.to_peft_bytes();
-    let name = dir.file_name().map_or_else(
-        || "adapter".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = dir
+        .file_name()
+        .map_or_else(|| "adapter".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
@@ -333,14 +341,18 @@ pub fn train<B: AutodiffBackend + SgmvBackend>(
     let mut optim = AdamWConfig::new()
         .with_weight_decay(params.weight_decay)
         .init::<B, LoraFactors<B>>();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(params.seed ^ 0x5eed_0f_0de5);
     let batch = params.batch_size.max(1);
     let per_epoch = examples.len().div_ceil(batch);
     let total = per_epoch * params.epochs;
+    let keys: Vec<u64> = examples.iter().map(|e| content_key(e)).collect();
     let mut order: Vec<usize> = (0..examples.len()).collect();
     let mut step = 0;
-    for _ in 0..params.epochs {
-        order.shuffle(&mut rng);
+    for epoch in 0..params.epochs {
+        // Each epoch visits examples sorted by a seeded hash of their tokens: a shuffle that
+        // leaves the others in the same order when examples are removed, so re-tuning on a
+        // subset (attribution's counterfactuals and datamodels) changes only what was removed.
+        let salt = mix(params.seed ^ mix(epoch as u64));
+        order.sort_by_key(|&i| (mix(keys[i] ^ salt), i));
         for chunk in order.chunks(batch) {
             let items: Vec<&[u32]> = chunk.iter().map(|&i| examples[i].as_slice()).collect();
             let loss = batch_loss(model, &lora.dense(), &items)?;
@@ -357,6 +369,22 @@ pub fn train<B: AutodiffBackend + SgmvBackend>(
     Ok(lora)
 }
 
+/// splitmix64's finaliser: a strong 64-bit mix, the counter-based generator behind the epoch
+/// order here and attribution's random projections.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A 64-bit key of an example's tokens.
+fn content_key(tokens: &[u32]) -> u64 {
+    tokens
+        .iter()
+        .fold(0x7121_b07a_u64, |h, &t| mix(h ^ u64::from(t)))
+}
+
 fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f32 {
     t.clone()
         .into_data()
@@ -371,7 +399,10 @@ pub fn example_loss<B: SgmvBackend>(
     lora: &DenseLora<B>,
     tokens: &[u32],
 ) -> Result<f32, FinetuneError> {
-    check_examples(std::slice::from_ref(&tokens.to_vec()), model.config.vocab_size)?;
+    check_examples(
+        std::slice::from_ref(&tokens.to_vec()),
+        model.config.vocab_size,
+    )?;
     Ok(scalar(&batch_loss(model, lora, &[tokens])?))
 }
 
@@ -383,7 +414,10 @@ pub fn example_gradient<B: AutodiffBackend + SgmvBackend>(
     lora: &Lora<B>,
     tokens: &[u32],
 ) -> Result<Tensor<B::InnerBackend, 1>, FinetuneError> {
-    check_examples(std::slice::from_ref(&tokens.to_vec()), model.config.vocab_size)?;
+    check_examples(
+        std::slice::from_ref(&tokens.to_vec()),
+        model.config.vocab_size,
+    )?;
     let dense = lora.dense();
     let loss = batch_loss(model, &dense, &[tokens])?;
     let grads = loss.backward();

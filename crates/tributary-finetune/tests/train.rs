@@ -56,7 +56,10 @@ fn fine_tuning_lowers_the_loss_reproducibly_and_the_adapter_serves() {
     let mut losses = Vec::new();
     let lora = train(&model, &examples, &params, &mut |_, _, l| losses.push(l)).unwrap();
     let after = mean_loss(&model, &lora, &examples);
-    eprintln!("mean loss {before:.4} → {after:.4} over {} examples", examples.len());
+    eprintln!(
+        "mean loss {before:.4} → {after:.4} over {} examples",
+        examples.len()
+    );
     assert!(after < before * 0.9, "loss {before} → {after}");
     assert_eq!(losses.len(), 4 * examples.len().div_ceil(8));
 
@@ -64,8 +67,16 @@ fn fine_tuning_lowers_the_loss_reproducibly_and_the_adapter_serves() {
     let again = train(&model, &examples, &params, &mut |_, _, _| {}).unwrap();
     let (x, y) = (lora.to_adapter("x"), again.to_adapter("y"));
     for (p, q) in x.pairs.iter().zip(&y.pairs) {
-        assert!(p.a.iter().zip(&q.a).all(|(u, v)| u.to_bits() == v.to_bits()));
-        assert!(p.b.iter().zip(&q.b).all(|(u, v)| u.to_bits() == v.to_bits()));
+        assert!(
+            p.a.iter()
+                .zip(&q.a)
+                .all(|(u, v)| u.to_bits() == v.to_bits())
+        );
+        assert!(
+            p.b.iter()
+                .zip(&q.b)
+                .all(|(u, v)| u.to_bits() == v.to_bits())
+        );
     }
 
     // The PEFT files load back, and the serving path (adapter pool, SGMV) computes the same
@@ -92,7 +103,10 @@ fn fine_tuning_lowers_the_loss_reproducibly_and_the_adapter_serves() {
         .to_vec()
         .unwrap();
     let trained: Vec<f32> = model
-        .forward_dense(Tensor::<B, 2, Int>::from_data(ids(), &device), &lora.dense())
+        .forward_dense(
+            Tensor::<B, 2, Int>::from_data(ids(), &device),
+            &lora.dense(),
+        )
         .unwrap()
         .into_data()
         .to_vec()
@@ -102,7 +116,10 @@ fn fine_tuning_lowers_the_loss_reproducibly_and_the_adapter_serves() {
         .zip(&trained)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    assert!(worst < 1e-4, "serving and training logits differ by {worst}");
+    assert!(
+        worst < 1e-4,
+        "serving and training logits differ by {worst}"
+    );
 }
 
 /// The autodiff gradient against central finite differences of the loss (in f64 steps over the

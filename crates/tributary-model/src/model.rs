@@ -141,7 +141,12 @@ impl<B: SgmvBackend> Layer<B> {
                 projection_key(layer, target),
             )?),
             Some(Delta::Dense(lora)) => Ok(match lora.pair(layer, target) {
-                Some((a, b)) => base + x.matmul(a.clone().transpose()).matmul(b.clone().transpose()) * lora.scale,
+                Some((a, b)) => {
+                    base + x
+                        .matmul(a.clone().transpose())
+                        .matmul(b.clone().transpose())
+                        * lora.scale
+                }
                 None => base,
             }),
         }

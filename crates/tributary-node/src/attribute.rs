@@ -1,5 +1,6 @@
 //! `tributary index build` and `tributary attribute`: span attribution against a datanet
-//! snapshot's suffix-array index.
+//! snapshot's suffix-array index, or gradient attribution against its gradient store
+//! ([`crate::gradient`]).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,8 @@ use tributary_datanet::Store;
 use tributary_model::Tokenizer;
 use tributary_receipt::{B256, METHOD_SPAN, keccak256};
 
+use crate::gradient::{GradientBuildArgs, TrainDevice};
+
 /// Where the datanets and their indexes are.
 #[derive(Debug, Args)]
 pub struct Places {
@@ -27,11 +30,11 @@ pub struct Places {
 }
 
 impl Places {
-    fn db(&self) -> PathBuf {
+    pub fn db(&self) -> PathBuf {
         self.db.clone().unwrap_or_else(crate::datanet::default_db)
     }
 
-    fn indexes(&self) -> PathBuf {
+    pub fn indexes(&self) -> PathBuf {
         self.indexes.clone().unwrap_or_else(|| {
             self.db()
                 .parent()
@@ -48,7 +51,8 @@ pub struct IndexArgs {
 
 #[derive(Debug, Subcommand)]
 enum IndexCommand {
-    /// Tokenize a datanet snapshot with the model's tokenizer and build its suffix-array index.
+    /// Build a datanet snapshot's attribution index: its suffix-array index over the model's
+    /// tokens (span), or the store of a fine-tuned adapter's projected gradients (gradient).
     Build {
         #[arg(long)]
         datanet: String,
@@ -58,44 +62,60 @@ enum IndexCommand {
         /// The model folder whose tokenizer.json the index is for.
         #[arg(long)]
         model: PathBuf,
+        #[arg(long, value_enum, default_value = "span")]
+        method: Method,
+        #[command(flatten)]
+        gradient: GradientBuildArgs,
         #[command(flatten)]
         places: Places,
     },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Method {
+pub(crate) enum Method {
+    /// Spans of the text found verbatim in the data (suffix arrays).
     Span,
+    /// Projected LoRA gradients of the fine-tuned adapter (LoGra-style).
+    Gradient,
 }
 
 #[derive(Debug, Args)]
 pub struct AttributeArgs {
     #[arg(long)]
-    model: PathBuf,
+    pub(crate) model: PathBuf,
     #[arg(long)]
-    datanet: String,
+    pub(crate) datanet: String,
     /// The model output to attribute.
     #[arg(long)]
-    text: String,
+    pub(crate) text: String,
     #[arg(long, value_enum, default_value = "span")]
-    method: Method,
+    pub(crate) method: Method,
     /// Keep contributions, largest first, until this share of the evidence is covered.
     #[arg(long, default_value_t = 0.95)]
-    share: f64,
+    pub(crate) share: f64,
+    /// Gradient method: the fine-tuned adapter (default: the one the store was built from).
     #[arg(long)]
-    json: bool,
+    pub(crate) adapter: Option<PathBuf>,
+    /// Gradient method: contributions kept before the threshold.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) top_k: usize,
+    /// Gradient method: where the query's gradient is computed.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) device: TrainDevice,
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
-    places: Places,
+    pub(crate) places: Places,
 }
 
-fn tokenizer(model: &Path) -> Result<(Tokenizer, String)> {
+pub fn tokenizer(model: &Path) -> Result<(Tokenizer, String)> {
     let path = model.join("tokenizer.json");
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let tokenizer = Tokenizer::from_bytes(&path, &bytes)?;
     Ok((tokenizer, keccak256(&bytes).to_string()))
 }
 
-fn latest_version(store: &Store, datanet: &str) -> Result<u64> {
+pub fn latest_version(store: &Store, datanet: &str) -> Result<u64> {
     let summary = store.summary(datanet)?;
     summary
         .snapshots
@@ -109,6 +129,8 @@ pub fn index(args: IndexArgs) -> Result<()> {
         datanet,
         version,
         model,
+        method,
+        gradient,
         places,
     } = args.command;
     let store = Store::open(&places.db())?;
@@ -116,6 +138,9 @@ pub fn index(args: IndexArgs) -> Result<()> {
         Some(v) => v,
         None => latest_version(&store, &datanet)?,
     };
+    if let Method::Gradient = method {
+        return crate::gradient::build_store(&datanet, version, &model, &places, &gradient);
+    }
     let root = store.snapshot_root(&datanet, version)?;
     let (tokenizer, tokenizer_hash) = tokenizer(&model)?;
     let mut contributions = store.snapshot_contents(&datanet, version)?;
@@ -190,7 +215,10 @@ pub fn index(args: IndexArgs) -> Result<()> {
 }
 
 pub fn attribute(args: AttributeArgs) -> Result<()> {
-    let Method::Span = args.method;
+    if let Method::Gradient = args.method {
+        let out = crate::gradient::attribute(&args)?;
+        return print_attribution(&out, args.json);
+    }
     let store = Store::open(&args.places.db())?;
     let latest = latest_version(&store, &args.datanet)?;
     let dir = snapshot_dir(&args.places.indexes(), &args.datanet, latest);
@@ -247,17 +275,28 @@ pub fn attribute(args: AttributeArgs) -> Result<()> {
         "byContributor": split.by_contributor,
         "byDatanet": split.by_datanet,
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    print_attribution(&out, args.json)
+}
+
+/// The attribution JSON as is, or its contributor shares as lines.
+fn print_attribution(out: &serde_json::Value, as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(out)?);
+        return Ok(());
+    }
+    println!(
+        "{} attribution against {} snapshot {}",
+        out["method"].as_str().unwrap_or_default(),
+        out["datanet"].as_str().unwrap_or_default(),
+        out["snapshot"]["version"]
+    );
+    for entry in out["byContributor"].as_array().into_iter().flatten() {
+        let ppm = entry[1].as_f64().unwrap_or_default();
         println!(
-            "{} spans of the output found in {} snapshot {latest}",
-            spans.len(),
-            args.datanet
+            "  {}: {:.2}%",
+            entry[0].as_str().unwrap_or_default(),
+            ppm / 1e4
         );
-        for (who, ppm) in &split.by_contributor {
-            println!("  {who}: {:.2}%", f64::from(*ppm) / 1e4);
-        }
     }
     Ok(())
 }

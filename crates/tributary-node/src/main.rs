@@ -3,6 +3,7 @@
 
 mod attribute;
 mod datanet;
+mod gradient;
 mod receipt;
 mod run;
 mod serve;
@@ -37,8 +38,11 @@ enum Command {
     Datanet(datanet::DatanetArgs),
     /// Suffix-array indexes of datanet snapshots.
     Index(attribute::IndexArgs),
-    /// Which datanet contributions a text draws on (span tracing against a snapshot's index).
+    /// Which datanet contributions a text draws on (span tracing or gradient influence against a
+    /// snapshot's index).
     Attribute(attribute::AttributeArgs),
+    /// Fine-tune a LoRA adapter on a datanet snapshot (AdamW, next-token loss), as PEFT files.
+    Finetune(gradient::FinetuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Datanet(args) => datanet::datanet(args).map(|()| ExitCode::SUCCESS),
         Command::Index(args) => attribute::index(args).map(|()| ExitCode::SUCCESS),
         Command::Attribute(args) => attribute::attribute(args).map(|()| ExitCode::SUCCESS),
+        Command::Finetune(args) => gradient::finetune(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -35,19 +35,30 @@ fn ok_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
-fn a_quoted_paragraph_is_attributed_to_its_contributor() {
-    let dir = std::env::temp_dir().join(format!("tributary-attribute-{}", std::process::id()));
+/// A datanet `gpl` of GPL-3 paragraphs (the first `count` longer than 300 bytes) dealt to eight
+/// contributors, all accepted and snapshotted, in a fresh folder named after `test`.
+struct Gpl {
+    dir: PathBuf,
+    db: PathBuf,
+    paragraphs: Vec<String>,
+    people: Vec<PrivateKeySigner>,
+    subs: Vec<Submission>,
+    validator: PrivateKeySigner,
+}
+
+fn gpl_datanet(test: &str, count: usize) -> Gpl {
+    let dir = std::env::temp_dir().join(format!("tributary-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("d.sqlite");
     let text = std::fs::read_to_string("/usr/share/common-licenses/GPL-3").unwrap();
-    let paragraphs: Vec<&str> = text
+    let paragraphs: Vec<String> = text
         .split("\n\n")
         .map(str::trim)
         .filter(|p| p.len() > 300)
+        .take(count)
+        .map(str::to_owned)
         .collect();
-    assert!(paragraphs.len() > 40);
     let people: Vec<PrivateKeySigner> = (0..8).map(|i| key(&format!("p{i}"))).collect();
     let validator = key("validator");
     let mut store = Store::open(&db).unwrap();
@@ -55,7 +66,7 @@ fn a_quoted_paragraph_is_attributed_to_its_contributor() {
     let subs: Vec<Submission> = paragraphs
         .iter()
         .enumerate()
-        .map(|(i, p)| Submission::sign("gpl", (*p).to_owned(), "GPL-3.0", &people[i % 8]).unwrap())
+        .map(|(i, p)| Submission::sign("gpl", p.clone(), "GPL-3.0", &people[i % 8]).unwrap())
         .collect();
     store.add("gpl", &subs).unwrap();
     for s in &subs {
@@ -63,8 +74,27 @@ fn a_quoted_paragraph_is_attributed_to_its_contributor() {
         store.review("gpl", &r).unwrap();
     }
     store.snapshot("gpl").unwrap();
-    drop(store);
+    Gpl {
+        dir,
+        db,
+        paragraphs,
+        people,
+        subs,
+        validator,
+    }
+}
 
+#[test]
+fn a_quoted_paragraph_is_attributed_to_its_contributor() {
+    let Gpl {
+        dir,
+        db,
+        paragraphs,
+        people,
+        subs,
+        validator,
+    } = gpl_datanet("attribute", usize::MAX);
+    assert!(paragraphs.len() > 40);
     let model = fixtures().join("llama-gqa");
     let quoted = 17;
     let output = format!(
@@ -189,5 +219,113 @@ fn a_quoted_paragraph_is_attributed_to_its_contributor() {
         newcomer.address().to_string().to_lowercase(),
         "{v:#}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The gradient method end to end: fine-tune on the datanet, store its gradients, attribute a
+/// quoted paragraph to its contributor, deterministically; stale or missing pieces are errors.
+#[test]
+fn gradient_attribution_through_the_cli() {
+    let Gpl {
+        dir,
+        db,
+        paragraphs,
+        people,
+        subs,
+        ..
+    } = gpl_datanet("gradient", 12);
+    let model = fixtures().join("llama-gqa");
+    let model = model.to_str().unwrap();
+    let adapter = dir.join("tuned");
+    let adapter = adapter.to_str().unwrap();
+    let tuned = ok_json(&run(
+        &db,
+        &[
+            "finetune",
+            "--model",
+            model,
+            "--datanet",
+            "gpl",
+            "--out",
+            adapter,
+            "--epochs",
+            "2",
+        ],
+    ));
+    assert!(tuned["examples"].as_u64().unwrap() >= 12, "{tuned}");
+    assert!(
+        Path::new(adapter)
+            .join("adapter_model.safetensors")
+            .exists()
+    );
+
+    let build = |extra: &[&str]| {
+        let mut a = vec![
+            "index",
+            "build",
+            "--datanet",
+            "gpl",
+            "--model",
+            model,
+            "--method",
+            "gradient",
+        ];
+        a.extend_from_slice(extra);
+        run(&db, &a)
+    };
+    let out = build(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--adapter"));
+    let built = ok_json(&build(&["--adapter", adapter, "--dims", "256"]));
+    assert_eq!(built["contributions"], 12);
+    assert_eq!(built["dims"], 256);
+
+    let quoted = 5;
+    let text = paragraphs[quoted][..200].to_owned();
+    let attribute = || {
+        run(
+            &db,
+            &[
+                "attribute",
+                "--model",
+                model,
+                "--datanet",
+                "gpl",
+                "--method",
+                "gradient",
+                "--json",
+                "--text",
+                &text,
+            ],
+        )
+    };
+    let first = attribute();
+    let v = ok_json(&first);
+    assert_eq!(
+        v["byContributor"][0][0].as_str().unwrap().to_lowercase(),
+        people[quoted % 8].address().to_string().to_lowercase(),
+        "{v:#}"
+    );
+    assert_eq!(
+        v["top"][0]["contribution"],
+        serde_json::to_value(subs[quoted].content_hash()).unwrap()
+    );
+    assert!(
+        v["attributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["method"] == 1)
+    );
+    assert_eq!(v["store"]["rowRoot"], built["rowRoot"]);
+    assert_eq!(attribute().stdout, first.stdout, "same query, same bytes");
+
+    // A newer snapshot makes the store stale.
+    let mut store = Store::open(&db).unwrap();
+    store.snapshot("gpl").unwrap();
+    drop(store);
+    let out = attribute();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no gradient store"));
     let _ = std::fs::remove_dir_all(&dir);
 }

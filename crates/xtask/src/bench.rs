@@ -211,6 +211,55 @@ fn attribution(root: &Path) -> Result<ExitCode> {
         f("trace_ms_p50"),
         f("trace_ms_max")
     );
+
+    // Gradient method, on one core (the per-core figures the issue asks for), on the fixture
+    // model and on a random 26M-parameter Llama written by the bench itself.
+    let bin = build_bench(root, &ws, "bench-gradient")?;
+    // The checkpoint `bench model` writes (the same dimensions), made here when missing.
+    let small = ws.target_dir.join("bench/llama-6x512");
+    println!(
+        "\ngradient attribution, one core (RAYON_NUM_THREADS=1): LoRA rank 8 on every projection, 64-token examples, 1024 projected dimensions\n"
+    );
+    println!(
+        "| base | LoRA values | examples/s | store rows | CPU scan ms | rows/s | GB/s | memcpy GB/s (read+write) | scan / memcpy | reproducible |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (label, model, make) in [
+        ("fixture llama-gqa (hidden 64, 2 layers)", &model, false),
+        (
+            "random Llama (hidden 512, 6 layers)",
+            &small,
+            !small.join("model.safetensors").exists(),
+        ),
+    ] {
+        let mut command = Command::new(&bin);
+        command
+            .env("RAYON_NUM_THREADS", "1")
+            .env("MATMUL_NUM_THREADS", "1")
+            .arg("--model")
+            .arg(model);
+        if make {
+            command.arg("--make");
+        }
+        if model == &small {
+            command.args(["--examples", "8"]);
+        }
+        let v = run_json(&mut command, "bench-gradient")?;
+        let g = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {label} | {} | {:.1} | {} | {:.1} | {:.3e} | {:.2} | {:.2} | {:.2} | {} |",
+            v["lora_params"],
+            g("examples_per_s"),
+            v["store_rows"],
+            g("scan_ms"),
+            g("scan_rows_per_s"),
+            g("scan_gb_s"),
+            g("memcpy_gb_s"),
+            // Traffic over traffic: the scan reads each byte once, memcpy reads and writes it.
+            g("scan_gb_s") / g("memcpy_gb_s"),
+            v["rows_reproduce"] == true && v["scores_reproduce"] == true
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

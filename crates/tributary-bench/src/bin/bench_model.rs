@@ -10,8 +10,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Parser, ValueEnum};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use tributary_model::{Adapters, Model, SgmvBackend};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,21 +36,14 @@ struct Args {
     reps: usize,
 }
 
-const VOCAB: usize = 8192;
-const HIDDEN: usize = 512;
-const INTERMEDIATE: usize = 1536;
-const LAYERS: usize = 6;
-const HEADS: usize = 8;
-const KV_HEADS: usize = 4;
-
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.make {
-        return make_checkpoint(&args.dir);
+        return tributary_bench::checkpoint::write(&args.dir, &tributary_bench::checkpoint::SMALL);
     }
     let engine = args.engine.context("--engine or --make")?;
     let prompt: Vec<u32> = (0..args.prefill)
-        .map(|i| ((i * 7919) % VOCAB) as u32)
+        .map(|i| ((i * 7919) % tributary_bench::checkpoint::SMALL.vocab) as u32)
         .collect();
     let mut prefill_s = Vec::new();
     let mut decode_s = Vec::new();
@@ -170,103 +161,4 @@ fn candle(dir: &Path, prompt: &[u32], decode: usize) -> Result<(f64, f64)> {
         next = argmax(model.forward(&input, prompt.len() + step, &mut cache)?)?;
     }
     Ok((prefill, t.elapsed().as_secs_f64()))
-}
-
-/// A Llama checkpoint with GQA and untied embeddings, random weights from a fixed seed, written
-/// in the Hugging Face layout both engines read (rope_theta at the top level, which candle needs).
-fn make_checkpoint(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let config = serde_json::json!({
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
-        "vocab_size": VOCAB,
-        "hidden_size": HIDDEN,
-        "intermediate_size": INTERMEDIATE,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "max_position_embeddings": 2048,
-        "tie_word_embeddings": false,
-        "hidden_act": "silu",
-        "bos_token_id": 0,
-        "eos_token_id": 0,
-    });
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
-    let head_dim = HIDDEN / HEADS;
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        ("model.embed_tokens.weight".into(), vec![VOCAB, HIDDEN]),
-        ("lm_head.weight".into(), vec![VOCAB, HIDDEN]),
-        ("model.norm.weight".into(), vec![HIDDEN]),
-    ];
-    for l in 0..LAYERS {
-        let p = format!("model.layers.{l}");
-        shapes.extend([
-            (format!("{p}.input_layernorm.weight"), vec![HIDDEN]),
-            (format!("{p}.post_attention_layernorm.weight"), vec![HIDDEN]),
-            (
-                format!("{p}.self_attn.q_proj.weight"),
-                vec![HEADS * head_dim, HIDDEN],
-            ),
-            (
-                format!("{p}.self_attn.k_proj.weight"),
-                vec![KV_HEADS * head_dim, HIDDEN],
-            ),
-            (
-                format!("{p}.self_attn.v_proj.weight"),
-                vec![KV_HEADS * head_dim, HIDDEN],
-            ),
-            (
-                format!("{p}.self_attn.o_proj.weight"),
-                vec![HIDDEN, HEADS * head_dim],
-            ),
-            (
-                format!("{p}.mlp.gate_proj.weight"),
-                vec![INTERMEDIATE, HIDDEN],
-            ),
-            (
-                format!("{p}.mlp.up_proj.weight"),
-                vec![INTERMEDIATE, HIDDEN],
-            ),
-            (
-                format!("{p}.mlp.down_proj.weight"),
-                vec![HIDDEN, INTERMEDIATE],
-            ),
-        ]);
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(512);
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let norm = name.ends_with("norm.weight");
-            let bytes = (0..n)
-                .flat_map(|_| {
-                    let v: f32 = if norm {
-                        1.0
-                    } else {
-                        rng.random_range(-0.05..0.05)
-                    };
-                    v.to_le_bytes()
-                })
-                .collect();
-            (name, shape, bytes)
-        })
-        .collect();
-    let views = data
-        .iter()
-        .map(|(name, shape, bytes)| {
-            Ok((
-                name.as_str(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    shape.clone(),
-                    bytes,
-                )?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))?;
-    Ok(())
 }
