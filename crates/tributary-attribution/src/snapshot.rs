@@ -80,14 +80,24 @@ pub fn build_snapshot(
         serde_json::to_vec_pretty(&meta).expect("plain struct"),
     )
     .map_err(io(&meta_path))?;
+    publish(&tmp, dir)?;
+    Ok(meta)
+}
+
+/// Moves a fully written temporary folder `tmp` to `dir`, replacing what was there, so readers
+/// see the old folder or the new one and never half of either.
+pub(crate) fn publish(tmp: &Path, dir: &Path) -> Result<(), IndexError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| IndexError::Io { path, source }
+    };
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io(dir))?;
     }
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    std::fs::rename(&tmp, dir).map_err(io(dir))?;
-    Ok(meta)
+    std::fs::rename(tmp, dir).map_err(io(dir))
 }
 
 /// The `index.json` of a snapshot's index, without opening its shards.

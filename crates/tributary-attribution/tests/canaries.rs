@@ -7,24 +7,18 @@
 //! fixture model. Required: the planted contributor is the top one in ≥ 95% of trials, and ≤ 1% of
 //! all attributed weight goes to anyone else.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use tributary_attribution::{Index, Shard, Source, SpanParams, split_spans, trace};
 use tributary_model::Tokenizer;
 use tributary_receipt::{Address, B256};
 
+use common::{Rng, bible, vocabulary};
+
 const CONTRIBUTORS: usize = 50;
 const TRIALS: usize = 200;
-
-fn kjv() -> String {
-    let out = Command::new("bible")
-        .arg("gen1:1-rev22:21")
-        .output()
-        .expect("`bible` (Debian bible-kjv) is missing: run `cargo xtask setup`");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Chapters: the text between the "Book N" heading lines.
 fn chapters(text: &str) -> Vec<String> {
@@ -52,16 +46,6 @@ fn chapters(text: &str) -> Vec<String> {
     out
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn planted_canaries_are_attributed_to_their_contributors() {
     let tokenizer = Tokenizer::from_file(
@@ -69,21 +53,9 @@ fn planted_canaries_are_attributed_to_their_contributors() {
             .join("../tributary-model/tests/fixtures/llama-gqa/tokenizer.json"),
     )
     .unwrap();
-    let mut docs = chapters(&kjv());
+    let mut docs = chapters(&bible("gen1:1-rev22:21"));
     assert!(docs.len() > 1000, "{} chapters", docs.len());
-    let vocabulary: Vec<String> = {
-        let mut words: Vec<String> = docs
-            .iter()
-            .flat_map(|d| {
-                d.split_whitespace()
-                    .map(|w| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase())
-            })
-            .filter(|w| w.len() > 2)
-            .collect();
-        words.sort();
-        words.dedup();
-        words
-    };
+    let vocabulary = vocabulary(docs.iter().map(String::as_str));
     let mut rng = Rng(0x5EED_CA4A_12E5);
     // Canary t goes into a chapter of contributor (chapter % 50).
     let mut planted = Vec::with_capacity(TRIALS);

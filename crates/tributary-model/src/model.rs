@@ -167,9 +167,11 @@ enum Delta<'a, B: SgmvBackend> {
 #[derive(Debug, Clone)]
 pub struct DenseLora<B: Backend> {
     pub scale: f32,
-    /// `((layer, target), A [r, in], B [out, r])`, A and B as PEFT stores them.
-    pub pairs: Vec<((usize, Target), Tensor<B, 2>, Tensor<B, 2>)>,
+    pub pairs: Vec<DensePair<B>>,
 }
+
+/// `((layer, target), A [r, in], B [out, r])`, A and B as PEFT stores them.
+pub type DensePair<B> = ((usize, Target), Tensor<B, 2>, Tensor<B, 2>);
 
 impl<B: Backend> DenseLora<B> {
     fn pair(&self, layer: usize, target: Target) -> Option<(&Tensor<B, 2>, &Tensor<B, 2>)> {
