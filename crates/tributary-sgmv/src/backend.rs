@@ -289,42 +289,37 @@ fn transposed<B: Backend>(v: &[f32], [rows, cols]: [usize; 2], device: &B::Devic
     Tensor::from_data(TensorData::new(t, [cols, rows]), device)
 }
 
+/// `SgmvBackend` through a [`TensorPool`]: gather and two matmuls per segment, for backends
+/// without the WGSL kernels.
+#[cfg(any(feature = "cuda", feature = "autodiff"))]
+macro_rules! tensor_pool_backend {
+    ([$($generics:tt)*] $backend:ty) => {
+        impl<$($generics)*> SgmvBackend for $backend {
+            type Pool = TensorPool<Self>;
+
+            fn new_pool(device: &Self::Device, _: PoolOptions) -> Result<Self::Pool, SgmvError> {
+                Ok(TensorPool::new(device))
+            }
+
+            fn sgmv(
+                pool: &Self::Pool,
+                x: Tensor<Self, 2>,
+                y: Tensor<Self, 2>,
+                segments: &[Segment],
+                key: u32,
+            ) -> Result<Tensor<Self, 2>, SgmvError> {
+                pool.sgmv(x, y, segments, key)
+            }
+        }
+    };
+}
+
 #[cfg(feature = "cuda")]
-impl SgmvBackend for burn::backend::Cuda {
-    type Pool = TensorPool<Self>;
+tensor_pool_backend!([] burn::backend::Cuda);
 
-    fn new_pool(device: &Self::Device, _: PoolOptions) -> Result<Self::Pool, SgmvError> {
-        Ok(TensorPool::new(device))
-    }
-
-    fn sgmv(
-        pool: &Self::Pool,
-        x: Tensor<Self, 2>,
-        y: Tensor<Self, 2>,
-        segments: &[Segment],
-        key: u32,
-    ) -> Result<Tensor<Self, 2>, SgmvError> {
-        pool.sgmv(x, y, segments, key)
-    }
-}
-
+// Autodiff over any backend: fine-tuning and per-example gradients differentiate this path.
 #[cfg(feature = "autodiff")]
-impl<B: Backend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> SgmvBackend
-    for burn::backend::Autodiff<B, C>
-{
-    type Pool = TensorPool<Self>;
-
-    fn new_pool(device: &Self::Device, _: PoolOptions) -> Result<Self::Pool, SgmvError> {
-        Ok(TensorPool::new(device))
-    }
-
-    fn sgmv(
-        pool: &Self::Pool,
-        x: Tensor<Self, 2>,
-        y: Tensor<Self, 2>,
-        segments: &[Segment],
-        key: u32,
-    ) -> Result<Tensor<Self, 2>, SgmvError> {
-        pool.sgmv(x, y, segments, key)
-    }
-}
+tensor_pool_backend!(
+    [B: Backend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy]
+    burn::backend::Autodiff<B, C>
+);
