@@ -9,8 +9,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tributary_attribution::{
-    SnapshotMeta, Source, SpanParams, build_snapshot, open_snapshot, read_snapshot_meta, reuse,
-    snapshot_dir, split_spans, trace,
+    Index, SnapshotMeta, Source, SpanParams, Split, build_snapshot, open_snapshot,
+    read_snapshot_meta, reuse, snapshot_dir, split_spans, trace,
 };
 use tributary_datanet::Store;
 use tributary_model::Tokenizer;
@@ -219,63 +219,121 @@ pub fn attribute(args: AttributeArgs) -> Result<()> {
         let out = crate::gradient::attribute(&args)?;
         return print_attribution(&out, args.json);
     }
-    let store = Store::open(&args.places.db())?;
-    let latest = latest_version(&store, &args.datanet)?;
-    let dir = snapshot_dir(&args.places.indexes(), &args.datanet, latest);
-    if !dir.join("index.json").exists() {
-        bail!(
-            "datanet `{}` snapshot {latest} has no index at {}: run `tributary index build --datanet {} --model …`",
-            args.datanet,
-            dir.display(),
-            args.datanet
-        );
-    }
-    let (meta, index) = open_snapshot(&dir)?;
-    let root: B256 = store.snapshot_root(&args.datanet, latest)?;
-    if meta.root != root || meta.version != latest {
-        bail!(
-            "the index at {} is for snapshot {} (root {}), not the latest {latest} (root {root}): rebuild it",
-            dir.display(),
-            meta.version,
-            meta.root
-        );
-    }
-    let (tokenizer, tokenizer_hash) = tokenizer(&args.model)?;
-    if tokenizer_hash != meta.tokenizer {
-        bail!(
-            "the index was built with another tokenizer than {}'s: rebuild it with this model",
-            args.model.display()
-        );
-    }
-    let output = tokenizer.encode(&args.text)?;
-    let params = SpanParams::for_vocabulary(tokenizer.vocab_size() as u32, |t| {
-        tokenizer.decode(&[t]).ok()
-    });
-    let spans = trace(&index, &output, &params);
-    let split = split_spans(&spans, &meta.sources, args.share);
-    let spans_json: Vec<_> = spans
-        .iter()
-        .map(|s| {
-            json!({
-                "start": s.start, "len": s.len,
-                "text": tokenizer.decode(&output[s.start..s.start + s.len]).unwrap_or_default(),
-                "logProb": s.log_prob, "occurrences": s.occurrences,
-                "contributions": s.documents.iter().map(|(d, _)| meta.sources[*d].contribution).collect::<Vec<_>>(),
-            })
+    let attributor = SpanAttributor::open(&args.places, &args.datanet, &args.model)?;
+    let out = attributor.attribute(&args.text, args.share)?;
+    print_attribution(&out.json, args.json)
+}
+
+/// A datanet's latest snapshot index, checked against the datanet and the model's tokenizer.
+/// Opened once and queried many times: the server keeps one for its life, so the shards are
+/// mapped and the span parameters (a pass over the whole vocabulary) computed only at startup;
+/// the CLI and the server share [`SpanAttributor::attribute`], so they answer alike.
+#[derive(Debug)]
+pub struct SpanAttributor {
+    datanet: String,
+    version: u64,
+    root: B256,
+    meta: SnapshotMeta,
+    index: Index,
+    tokenizer: Tokenizer,
+    params: SpanParams,
+}
+
+/// One text's span attribution: the JSON `tributary attribute --method span --json` prints, and
+/// the split a receipt is made from.
+#[derive(Debug)]
+pub struct SpanAttribution {
+    pub json: serde_json::Value,
+    pub split: Split,
+}
+
+impl SpanAttributor {
+    /// Fails, saying which command fixes it, when the latest snapshot has no index, an index of
+    /// another snapshot, or one built with another tokenizer.
+    pub fn open(places: &Places, datanet: &str, model: &Path) -> Result<Self> {
+        let store = Store::open(&places.db())?;
+        let latest = latest_version(&store, datanet)?;
+        let dir = snapshot_dir(&places.indexes(), datanet, latest);
+        if !dir.join("index.json").exists() {
+            bail!(
+                "datanet `{datanet}` snapshot {latest} has no index at {}: run `tributary index build --datanet {datanet} --model …`",
+                dir.display(),
+            );
+        }
+        let (meta, index) = open_snapshot(&dir)?;
+        let root: B256 = store.snapshot_root(datanet, latest)?;
+        if meta.root != root || meta.version != latest {
+            bail!(
+                "the index at {} is for snapshot {} (root {}), not the latest {latest} (root {root}): rebuild it",
+                dir.display(),
+                meta.version,
+                meta.root
+            );
+        }
+        let (tokenizer, tokenizer_hash) = tokenizer(model)?;
+        if tokenizer_hash != meta.tokenizer {
+            bail!(
+                "the index was built with another tokenizer than {}'s: rebuild it with this model",
+                model.display()
+            );
+        }
+        let params = SpanParams::for_vocabulary(tokenizer.vocab_size() as u32, |t| {
+            tokenizer.decode(&[t]).ok()
+        });
+        Ok(Self {
+            datanet: datanet.to_owned(),
+            version: latest,
+            root,
+            meta,
+            index,
+            tokenizer,
+            params,
         })
-        .collect();
-    let out = json!({
-        "datanet": args.datanet,
-        "snapshot": {"version": latest, "root": root},
-        "method": "span",
-        "outputTokens": output.len(),
-        "spans": spans_json,
-        "attributions": split.attributions(METHOD_SPAN),
-        "thresholdPpm": split.threshold_ppm(),
-        "byContributor": split.by_contributor,
-        "byDatanet": split.by_datanet,
-    });
-    print_attribution(&out, args.json)
+    }
+
+    pub fn datanet(&self) -> &str {
+        &self.datanet
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The snapshot's Merkle root, as a receipt's `datanetRoots` names it.
+    pub fn root(&self) -> B256 {
+        self.root
+    }
+
+    /// Keeps contributions, largest first, until `share` of the evidence is covered.
+    pub fn attribute(&self, text: &str, share: f64) -> Result<SpanAttribution> {
+        let output = self.tokenizer.encode(text)?;
+        let spans = trace(&self.index, &output, &self.params);
+        let sources = &self.meta.sources;
+        let split = split_spans(&spans, sources, share);
+        let spans_json: Vec<_> = spans
+            .iter()
+            .map(|s| {
+                json!({
+                    "start": s.start, "len": s.len,
+                    "text": self.tokenizer.decode(&output[s.start..s.start + s.len]).unwrap_or_default(),
+                    "logProb": s.log_prob, "occurrences": s.occurrences,
+                    "contributions": s.documents.iter().map(|(d, _)| sources[*d].contribution).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let json = json!({
+            "datanet": self.datanet,
+            "snapshot": {"version": self.version, "root": self.root},
+            "method": "span",
+            "outputTokens": output.len(),
+            "spans": spans_json,
+            "attributions": split.attributions(METHOD_SPAN),
+            "thresholdPpm": split.threshold_ppm(),
+            "byContributor": split.by_contributor,
+            "byDatanet": split.by_datanet,
+        });
+        Ok(SpanAttribution { json, split })
+    }
 }
 
 /// The attribution JSON as is, or its contributor shares as lines.

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,9 +17,10 @@ use tributary_attribution::gradient::{
 use tributary_datanet::Store;
 use tributary_finetune::{Lora, LoraSpec, TrainParams, save_adapter, train, windows};
 use tributary_model::{AdapterWeights, Model, SgmvBackend, Tokenizer};
-use tributary_receipt::{B256, METHOD_GRADIENT, keccak256};
+use tributary_receipt::{B256, METHOD_GRADIENT};
 
 use crate::attribute::{AttributeArgs, Places, latest_version, tokenizer};
+use crate::files::{adapter_hash, model_hash};
 
 /// Where gradients are computed.
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -162,37 +163,6 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
                "adapter": args.out, "rank": args.rank})
     );
     Ok(())
-}
-
-fn hash_files(files: &[PathBuf]) -> Result<B256> {
-    let mut all = Vec::new();
-    for f in files {
-        all.extend(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
-    }
-    Ok(keccak256(&all))
-}
-
-/// keccak256 of the base model's config.json and safetensors files, in name order.
-fn model_hash(dir: &Path) -> Result<B256> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n == "config.json" || (n.starts_with("model") && n.ends_with(".safetensors"))
-            })
-        })
-        .collect();
-    files.sort();
-    hash_files(&files)
-}
-
-fn adapter_hash(dir: &Path) -> Result<B256> {
-    hash_files(&[
-        dir.join("adapter_config.json"),
-        dir.join("adapter_model.safetensors"),
-    ])
 }
 
 /// What `index build --method gradient` needs beyond the span build's arguments.

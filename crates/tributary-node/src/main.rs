@@ -3,6 +3,7 @@
 
 mod attribute;
 mod datanet;
+mod files;
 mod gradient;
 mod receipt;
 mod run;

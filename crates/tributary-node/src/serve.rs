@@ -4,17 +4,26 @@
 //! work is queued); handlers talk to it over channels. A request's events come back on its own
 //! channel; when a client goes away its receiver is dropped, the next event fails to send, and the
 //! engine cancels the request, which frees its KV blocks.
+//!
+//! For a tab that runs the model itself, the server also hands out the model's and adapters'
+//! files (hashed once at startup, in ranges, revalidated by hash), the web app that does so, and
+//! span attribution of the tab's answers with a receipt this node signs.
 
+use std::collections::HashMap;
+use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, Result, bail};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,12 +36,24 @@ use tributary_model::{
     AdapterWeights, ChatMessage, ChatTemplate, Model, SamplingParams, SgmvBackend, StopReason,
     Tokenizer,
 };
+use tributary_receipt::{
+    Address, B256, Domain, MAX_ATTRIBUTIONS, METHOD_SPAN, Receipt, SignedReceipt, keccak256,
+};
 use tributary_serve::{
     AdapterSource, AdapterStore, Budgets, Engine, EngineConfig, EngineError, EngineMetrics, Event,
     FetchError, Request, fetch_adapter,
 };
 
+use crate::attribute::{Places, SpanAttributor};
+use crate::files::{FileEntry, Manifest};
 use crate::run::Device;
+
+/// Anvil's first contract address (account 0, nonce 0): where the ReceiptAnchor lands on a fresh
+/// local chain, so receipts signed by default verify against the usual development setup.
+const DEFAULT_ANCHOR: &str = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+
+/// Share of the span evidence kept in a receipt, as `tributary attribute`'s default.
+const ATTRIBUTION_SHARE: f64 = 0.95;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -77,6 +98,34 @@ pub struct ServeArgs {
     /// Host memory for parsed adapters kept off the device, KiB.
     #[arg(long, default_value_t = 1024 * 1024)]
     adapter_host_budget_kib: u64,
+    /// A built web app to serve at / (index.html there): a tab that runs the model itself, with
+    /// the files /v1/models lists under /v1/files.
+    #[arg(long, value_name = "DIR")]
+    web: Option<PathBuf>,
+    /// The datanet POST /v1/attribution traces answers against, at its latest snapshot, whose
+    /// span index `tributary index build` must have built. Without it the route answers 404.
+    #[arg(long)]
+    datanet: Option<String>,
+    #[command(flatten)]
+    places: Places,
+    /// The node's private key, hex, that signs attribution receipts (prefer the environment
+    /// variable to the command line). Without one a fresh key is made at startup and its address
+    /// printed: its receipts verify, but name a node no chain knows.
+    #[arg(
+        long,
+        env = "TRIBUTARY_NODE_KEY",
+        hide_env_values = true,
+        value_name = "HEX"
+    )]
+    node_key: Option<String>,
+    /// The chain receipts are signed for (their EIP-712 domain); 31337 is anvil's.
+    #[arg(long, default_value_t = 31337)]
+    chain_id: u64,
+    /// The ReceiptAnchor contract receipts are signed for (EIP-712 verifyingContract). The
+    /// default is where a fresh anvil puts the first contract deployed. A receipt verifies only as
+    /// Signed until its batch is anchored there; then as Anchored.
+    #[arg(long, default_value = DEFAULT_ANCHOR)]
+    anchor: Address,
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -103,6 +152,78 @@ struct AppState<B: SgmvBackend> {
     eos: Vec<u32>,
     chat_template: Option<ChatTemplate>,
     fetcher: Fetcher,
+    files: Files,
+    node: Node,
+    attributor: Option<Arc<SpanAttributor>>,
+}
+
+impl<B: SgmvBackend> AppState<B> {
+    /// The adapter a model id names (`BASE` or `BASE:ADAPTER`); 404 for another base.
+    fn resolve(&self, model: &str) -> Result<Option<String>, ApiError> {
+        match model.split_once(':') {
+            None if model == self.base => Ok(None),
+            Some((base, adapter)) if base == self.base => Ok(Some(adapter.to_owned())),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!("no model `{model}`; see /v1/models"),
+            )),
+        }
+    }
+
+    fn adapter_manifest(&self, name: &str) -> Option<Arc<Manifest>> {
+        self.files
+            .adapters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+/// The files a tab downloads, hashed when the model or adapter was registered, and what was
+/// sent of them.
+#[derive(Debug)]
+struct Files {
+    base: Arc<Manifest>,
+    adapters: Mutex<HashMap<String, Arc<Manifest>>>,
+    requests: AtomicU64,
+    /// Shared with the response bodies, which count as they are sent.
+    bytes: Arc<AtomicU64>,
+}
+
+/// Who signs receipts, for which chain and anchor, and the next nonce.
+#[derive(Debug)]
+struct Node {
+    signer: PrivateKeySigner,
+    domain: Domain,
+    /// Starts at a random value, so a restarted node does not reuse its earlier nonces.
+    nonce: AtomicU64,
+}
+
+impl Node {
+    fn new(key: Option<&str>, domain: Domain) -> Result<Self> {
+        let signer = match key {
+            Some(hex) => hex
+                .trim()
+                .parse()
+                .context("--node-key / TRIBUTARY_NODE_KEY: not a hex private key")?,
+            None => PrivateKeySigner::random(),
+        };
+        Ok(Self {
+            signer,
+            domain,
+            nonce: AtomicU64::new(rand::random()),
+        })
+    }
+
+    fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    fn json(&self) -> Value {
+        json!({"node": self.address(), "chainId": self.domain.chain_id, "anchor": self.domain.anchor})
+    }
 }
 
 /// Turns an adapter location into a local folder, downloading URLs into the cache.
@@ -137,6 +258,27 @@ fn default_cache() -> PathBuf {
 }
 
 fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
+    // What can be wrong with the flags is found before the model is loaded.
+    if let Some(web) = &args.web
+        && !web.join("index.html").is_file()
+    {
+        bail!("--web {}: no index.html there", web.display());
+    }
+    let node = Node::new(
+        args.node_key.as_deref(),
+        Domain {
+            chain_id: args.chain_id,
+            anchor: args.anchor,
+        },
+    )?;
+    let attributor = match &args.datanet {
+        Some(datanet) => Some(Arc::new(
+            SpanAttributor::open(&args.places, datanet, &args.model)
+                .with_context(|| format!("--datanet {datanet}"))?,
+        )),
+        None => None,
+    };
+    let base_files = Arc::new(Manifest::of_model(&args.model)?);
     let tokenizer = Tokenizer::from_file(&args.model.join("tokenizer.json"))?;
     let chat_template = match &args.chat_template {
         Some(file) => {
@@ -169,13 +311,16 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
         cache: args.adapter_cache.clone().unwrap_or_else(default_cache),
         max_bytes: args.adapter_max_mib << 20,
     };
+    let mut adapter_files = HashMap::new();
     for spec in &args.adapters {
         let (name, location) = spec
             .split_once('=')
             .with_context(|| format!("--adapter {spec}: expected NAME=FOLDER or NAME=URL"))?;
         let (dir, hash) = fetcher.local(location, None)?;
         AdapterWeights::open_dir(&dir, &model.config)?;
+        let manifest = Manifest::of_adapter(&dir)?;
         store.register(name, AdapterSource::Dir(dir), hash)?;
+        adapter_files.insert(name.to_owned(), Arc::new(manifest));
     }
     let config = EngineConfig {
         max_queue: args.max_queue,
@@ -199,15 +344,34 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
         metrics,
         chat_template,
         fetcher,
+        files: Files {
+            base: base_files,
+            adapters: Mutex::new(adapter_files),
+            requests: AtomicU64::new(0),
+            bytes: Arc::new(AtomicU64::new(0)),
+        },
+        node,
+        attributor,
     });
-    let app = Router::new()
+    let node = state.node.address();
+    let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/models", get(models::<B>))
+        .route("/v1/node", get(node_info::<B>))
+        .route("/v1/files/{id}/{file}", get(file::<B>))
         .route("/v1/completions", post(completions::<B>))
         .route("/v1/chat/completions", post(chat_completions::<B>))
+        .route("/v1/attribution", post(attribution::<B>))
         .route("/v1/adapters", post(register::<B>))
         .route("/metrics", get(metrics_text::<B>))
         .with_state(state);
+    if let Some(web) = &args.web {
+        // index.html at /; tower-http types files by extension, so .wasm goes out as
+        // application/wasm, which WebAssembly.instantiateStreaming insists on.
+        app = app.fallback_service(
+            tower_http::services::ServeDir::new(web).append_index_html_on_directories(true),
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -215,13 +379,14 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
         let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
+        // The URL stays the last word: scripts and tests take it from there.
         println!(
-            "tributary: serving {} (weights as given; fixtures are random) at {url}",
+            "tributary: serving {} (weights as given; fixtures are random) as node {node} at {url}",
             args.model.display()
         );
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        tracing::info!(%url, model = %args.model.display(), "serving");
+        tracing::info!(%url, model = %args.model.display(), %node, "serving");
         axum::serve(listener, app).await?;
         anyhow::Ok(())
     })
@@ -325,13 +490,342 @@ fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> 
 }
 
 async fn models<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Response {
-    let mut data = vec![json!({"id": s.base, "object": "model", "owned_by": "tributary"})];
+    let entry = |id: &str, files: Option<&Manifest>| {
+        let files: Vec<Value> = files
+            .into_iter()
+            .flat_map(|m| &m.files)
+            .map(|f| {
+                json!({"name": f.name, "url": file_url(id, &f.name), "sha256": f.sha256_hex(),
+                       "bytes": f.bytes})
+            })
+            .collect();
+        json!({"id": id, "object": "model", "owned_by": "tributary", "files": files})
+    };
+    let mut data = vec![entry(&s.base, Some(&s.files.base))];
     for name in s.store.names() {
-        data.push(
-            json!({"id": format!("{}:{name}", s.base), "object": "model", "owned_by": "tributary"}),
+        let id = format!("{}:{name}", s.base);
+        data.push(entry(&id, s.adapter_manifest(&name).as_deref()));
+    }
+    let mut body = s.node.json();
+    body["object"] = json!("list");
+    body["data"] = json!(data);
+    axum::Json(body).into_response()
+}
+
+/// Which node signs this server's receipts, and what attribution runs against.
+async fn node_info<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Response {
+    let mut body = s.node.json();
+    body["attribution"] = match &s.attributor {
+        Some(a) => json!({"datanet": a.datanet(), "method": "span",
+                          "snapshot": {"version": a.version(), "root": a.root()}}),
+        None => Value::Null,
+    };
+    axum::Json(body).into_response()
+}
+
+/// `/v1/files/{id}/{file}` with each segment percent-encoded (the colon of `BASE:ADAPTER` too);
+/// the route decodes, so the raw colon works as well.
+fn file_url(id: &str, name: &str) -> String {
+    fn encode(segment: &str) -> String {
+        segment
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    format!("/v1/files/{}/{}", encode(id), encode(name))
+}
+
+/// `GET /v1/files/{id}/{file}`: only the files `/v1/models` lists, looked up by name, so no
+/// path reaches the disk from the URL.
+async fn file<B: SgmvBackend>(
+    State(s): State<Arc<AppState<B>>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    s.files.requests.fetch_add(1, Ordering::Relaxed);
+    let not_found = |what: String| {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("{what}; see /v1/models"),
+        )
+    };
+    let Ok(Path((id, name))) = path else {
+        return not_found("no such file".into());
+    };
+    let manifest = match s.resolve(&id) {
+        Ok(None) => Some(Arc::clone(&s.files.base)),
+        Ok(Some(adapter)) => s.adapter_manifest(&adapter),
+        Err(_) => None,
+    };
+    let Some(manifest) = manifest else {
+        return not_found(format!("no model `{id}`"));
+    };
+    match manifest.get(&name) {
+        Some(entry) => send_file(entry, &headers, Arc::clone(&s.files.bytes)).await,
+        None => not_found(format!("model `{id}` has no file `{name}`")),
+    }
+}
+
+/// The file, or the range of it asked for, with its hash as a strong ETag: the names are not
+/// content-addressed, so the tab revalidates (`no-cache`) and a 304 costs no body.
+async fn send_file(entry: &FileEntry, headers: &HeaderMap, sent: Arc<AtomicU64>) -> Response {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+    let hex = entry.sha256_hex();
+    let etag = format!("\"{hex}\"");
+    let builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header("x-content-sha256", &hex)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "no-cache");
+    let reply = |builder: axum::http::response::Builder, status: StatusCode, body: Body| {
+        builder.status(status).body(body).unwrap_or_else(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                e.to_string(),
+            )
+        })
+    };
+    // As RFC 9110 orders them: the validator first, then the range.
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| etag_matches(v, &hex))
+    {
+        return reply(builder, StatusCode::NOT_MODIFIED, Body::empty());
+    }
+    let size = entry.bytes;
+    // If-Range with another tag (or a date; we send no Last-Modified): the whole file.
+    let range_applies = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.as_bytes() == etag.as_bytes());
+    let range = headers
+        .get(header::RANGE)
+        .filter(|_| range_applies)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Ranged::Whole, |v| parse_range(v, size));
+    let (status, start, len, builder) = match range {
+        Ranged::Whole => (StatusCode::OK, 0, size, builder),
+        Ranged::Unsatisfiable => {
+            let builder = builder.header(header::CONTENT_RANGE, format!("bytes */{size}"));
+            return reply(builder, StatusCode::RANGE_NOT_SATISFIABLE, Body::empty());
+        }
+        Ranged::Part(first, last) => (
+            StatusCode::PARTIAL_CONTENT,
+            first,
+            last - first + 1,
+            builder.header(
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{size}"),
+            ),
+        ),
+    };
+    let opened = async {
+        let mut file = tokio::fs::File::open(&entry.path).await?;
+        // The hash and size were taken at startup; a file changed since would go out under a
+        // tag that is no longer true.
+        if file.metadata().await?.len() != size {
+            return Err(std::io::Error::other(
+                "changed on disk since the server hashed it; restart the server",
+            ));
+        }
+        file.seek(SeekFrom::Start(start)).await?;
+        Ok(file.take(len))
+    };
+    let file = match opened.await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(file = %entry.path.display(), error = %e, "serving a model file");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                format!("{}: {e}", entry.name),
+            );
+        }
+    };
+    let body =
+        futures_util::StreamExt::inspect(tokio_util::io::ReaderStream::new(file), move |chunk| {
+            if let Ok(chunk) = chunk {
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        });
+    let content_type = if entry.name.ends_with(".json") {
+        "application/json"
+    } else if entry.name.ends_with(".jinja") {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    };
+    let builder = builder
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, len);
+    reply(builder, status, Body::from_stream(body))
+}
+
+/// Whether an If-None-Match list names our tag (weakly, as the RFC compares for it), or is `*`.
+fn etag_matches(value: &HeaderValue, hex: &str) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    value.split(',').map(str::trim).any(|tag| {
+        tag == "*"
+            || tag
+                .strip_prefix("W/")
+                .unwrap_or(tag)
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                == Some(hex)
+    })
+}
+
+/// What a `Range` header asks of a file of some size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranged {
+    /// No range, or one we may ignore (another unit, several ranges, bad syntax): RFC 9110 lets
+    /// a server answer those with the whole file.
+    Whole,
+    /// Bytes first..=last.
+    Part(u64, u64),
+    /// Only bytes past the end: 416.
+    Unsatisfiable,
+}
+
+fn parse_range(value: &str, size: u64) -> Ranged {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ranged::Whole;
+    };
+    let Some((first, last)) = spec.split_once('-').filter(|_| !spec.contains(',')) else {
+        return Ranged::Whole;
+    };
+    // Ok(None) for an empty bound, Err for one that is not a number.
+    let bound = |s: &str| -> Result<Option<u64>, ()> {
+        let s = s.trim();
+        if s.is_empty() {
+            Ok(None)
+        } else if s.bytes().all(|b| b.is_ascii_digit()) {
+            // Too many digits to be a position in any file: past the end.
+            Ok(Some(s.parse().unwrap_or(u64::MAX)))
+        } else {
+            Err(())
+        }
+    };
+    match (bound(first), bound(last)) {
+        (Ok(Some(first)), Ok(last)) if last.is_none_or(|l| l >= first) => {
+            if first < size {
+                Ranged::Part(first, last.map_or(size - 1, |l| l.min(size - 1)))
+            } else {
+                Ranged::Unsatisfiable
+            }
+        }
+        // The last `suffix` bytes.
+        (Ok(None), Ok(Some(suffix))) => {
+            if suffix > 0 && size > 0 {
+                Ranged::Part(size - suffix.min(size), size - 1)
+            } else {
+                Ranged::Unsatisfiable
+            }
+        }
+        _ => Ranged::Whole,
+    }
+}
+
+/// `POST /v1/attribution` with `{model, prompt, text}`: the span attribution of `text` against
+/// the configured datanet, and a receipt this node signs for it. The tab generated `text`
+/// itself; the receipt commits to what it was told, so a wallet checks it against the answer it
+/// showed.
+async fn attribution<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: Bytes) -> Response {
+    let Some(attributor) = s.attributor.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "attribution is not configured (start with --datanet)",
+        );
+    };
+    let v = match parse_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let (Some(model), Some(prompt), Some(text)) = (
+        v["model"].as_str(),
+        v["prompt"].as_str(),
+        v["text"].as_str(),
+    ) else {
+        return bad_request("`model`, `prompt` and `text` must be strings");
+    };
+    let adapter = match s.resolve(model) {
+        Ok(None) => B256::ZERO,
+        Ok(Some(name)) => match s.adapter_manifest(&name) {
+            Some(m) => m.keccak,
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "model_not_found",
+                    format!("no adapter `{name}` is registered; see /v1/models"),
+                );
+            }
+        },
+        Err(e) => return e.into_response(),
+    };
+    let root = attributor.root();
+    let traced = {
+        let text = text.to_owned();
+        tokio::task::spawn_blocking(move || attributor.attribute(&text, ATTRIBUTION_SHARE)).await
+    };
+    let out = match traced {
+        Ok(Ok(out)) => out,
+        // Only the tokenizer fails here, on text it cannot encode.
+        Ok(Err(e)) => return bad_request(format!("{e:#}")),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                e.to_string(),
+            );
+        }
+    };
+    let attributions = out.split.attributions(METHOD_SPAN);
+    if attributions.len() > MAX_ATTRIBUTIONS {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            format!(
+                "{} contributions share this text, more than a receipt holds ({MAX_ATTRIBUTIONS})",
+                attributions.len()
+            ),
         );
     }
-    axum::Json(json!({"object": "list", "data": data})).into_response()
+    let receipt = Receipt {
+        node: s.node.address(),
+        baseModel: s.files.base.keccak,
+        adapter,
+        prompt: keccak256(prompt.as_bytes()),
+        output: keccak256(text.as_bytes()),
+        datanetRoots: vec![root],
+        attributions,
+        thresholdPpm: out.split.threshold_ppm(),
+        timestamp: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        nonce: s.node.nonce.fetch_add(1, Ordering::Relaxed),
+    };
+    let signed: SignedReceipt = match receipt.sign(s.node.domain, &s.node.signer) {
+        Ok(signed) => signed,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                format!("signing the receipt: {e}"),
+            );
+        }
+    };
+    axum::Json(json!({"attribution": out.json, "receipt": signed})).into_response()
 }
 
 /// `POST /v1/adapters` with `{name, path}` (a folder on the server) or `{name, url}`, and
@@ -356,10 +850,15 @@ async fn register<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: Bytes
             format!("an adapter named `{name}` is already registered"),
         );
     }
-    // Downloads block; keep them off the request threads.
+    // Downloads and hashing block; keep them off the request threads.
     let fetcher = s.fetcher.clone();
-    let fetched = tokio::task::spawn_blocking(move || fetcher.local(&location, sha256)).await;
-    let (dir, hash) = match fetched {
+    let fetched = tokio::task::spawn_blocking(move || {
+        let (dir, hash) = fetcher.local(&location, sha256)?;
+        let manifest = Manifest::of_adapter(&dir);
+        Ok::<_, FetchError>((dir, hash, manifest))
+    })
+    .await;
+    let (dir, hash, manifest) = match fetched {
         Ok(Ok(found)) => found,
         Ok(Err(e @ FetchError::BadUrl(_))) => return bad_request(e.to_string()),
         Ok(Err(e @ FetchError::Hash { .. })) => {
@@ -392,12 +891,29 @@ async fn register<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: Bytes
             e.to_string(),
         );
     }
+    let manifest = match manifest {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_adapter",
+                format!("{e:#}"),
+            );
+        }
+    };
     match s.store.register(name, AdapterSource::Dir(dir), hash) {
-        Ok(()) => (
-            StatusCode::CREATED,
-            axum::Json(json!({"id": format!("{}:{name}", s.base)})),
-        )
-            .into_response(),
+        Ok(()) => {
+            s.files
+                .adapters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_owned(), manifest);
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"id": format!("{}:{name}", s.base)})),
+            )
+                .into_response()
+        }
         Err(e) => error(StatusCode::CONFLICT, "invalid_request_error", e.to_string()),
     }
 }
@@ -427,7 +943,9 @@ async fn metrics_text<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Stri
          # TYPE tributary_adapter_host_hits_total counter\ntributary_adapter_host_hits_total {}\n\
          # TYPE tributary_adapter_misses_total counter\ntributary_adapter_misses_total {}\n\
          # TYPE tributary_adapter_evictions_total counter\ntributary_adapter_evictions_total{{tier=\"device\"}} {}\ntributary_adapter_evictions_total{{tier=\"host\"}} {}\n\
-         # TYPE tributary_adapter_resident_bytes gauge\ntributary_adapter_resident_bytes{{tier=\"device\"}} {}\ntributary_adapter_resident_bytes{{tier=\"host\"}} {}\n",
+         # TYPE tributary_adapter_resident_bytes gauge\ntributary_adapter_resident_bytes{{tier=\"device\"}} {}\ntributary_adapter_resident_bytes{{tier=\"host\"}} {}\n\
+         # TYPE tributary_file_requests_total counter\ntributary_file_requests_total {}\n\
+         # TYPE tributary_file_bytes_total counter\ntributary_file_bytes_total {}\n",
         e.waiting,
         e.running,
         e.kv_blocks_used,
@@ -439,7 +957,9 @@ async fn metrics_text<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Stri
         a.device_evictions,
         a.host_evictions,
         a.device_bytes,
-        a.host_bytes
+        a.host_bytes,
+        s.files.requests.load(Ordering::Relaxed),
+        s.files.bytes.load(Ordering::Relaxed),
     )
 }
 
@@ -539,16 +1059,9 @@ async fn complete<B: SgmvBackend>(
     let Some(model) = v["model"].as_str() else {
         return bad_request("`model` is required");
     };
-    let adapter = match model.split_once(':') {
-        None if model == s.base => None,
-        Some((base, adapter)) if base == s.base => Some(adapter.to_owned()),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "model_not_found",
-                format!("no model `{model}`; see /v1/models"),
-            );
-        }
+    let adapter = match s.resolve(model) {
+        Ok(adapter) => adapter,
+        Err(e) => return e.into_response(),
     };
     let prompt_ids = match s.tokenizer.encode(prompt) {
         Ok(ids) => ids,
@@ -760,4 +1273,32 @@ fn stream_reply(
     });
     let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
     Sse::new(futures_util::StreamExt::chain(stream, done)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ranged, parse_range};
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_reads_them() {
+        let cases = [
+            ("bytes=0-9", Ranged::Part(0, 9)),
+            ("bytes=90-", Ranged::Part(90, 99)),
+            ("bytes=90-500", Ranged::Part(90, 99)),
+            ("bytes=-10", Ranged::Part(90, 99)),
+            ("bytes=-500", Ranged::Part(0, 99)),
+            ("bytes=100-", Ranged::Unsatisfiable),
+            ("bytes=99999999999999999999999-", Ranged::Unsatisfiable),
+            ("bytes=-0", Ranged::Unsatisfiable),
+            ("bytes=5-4", Ranged::Whole),
+            ("bytes=0-1,5-6", Ranged::Whole),
+            ("bytes=a-b", Ranged::Whole),
+            ("bytes=-", Ranged::Whole),
+            ("items=0-9", Ranged::Whole),
+        ];
+        for (header, want) in cases {
+            assert_eq!(parse_range(header, 100), want, "{header}");
+        }
+        assert_eq!(parse_range("bytes=0-", 0), Ranged::Unsatisfiable);
+    }
 }

@@ -610,3 +610,443 @@ fn json_logs_are_json_lines() {
     assert_eq!(v["fields"]["message"], "serving", "{v}");
     assert!(v["fields"]["url"].as_str().unwrap().starts_with("http://"));
 }
+
+/// A GET with headers: (status, headers, body bytes).
+fn fetch(url: &str, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+    let mut request = agent().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut r = request.call().unwrap();
+    let status = r.status().as_u16();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap();
+    (status, r.headers().clone(), body)
+}
+
+fn header<'a>(headers: &'a ureq::http::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn model_files_are_listed_by_hash_and_served_whole_in_ranges_and_revalidated() {
+    let model = fixtures().join("llama-gqa");
+    let adapters = model.join("adapters");
+    let web = temp("web");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(web.join("index.html"), "<!doctype html><title>tab</title>").unwrap();
+    std::fs::write(web.join("app_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let server = serve(&[
+        "--adapter",
+        &format!("attn-r8={}", adapters.join("attn-r8").display()),
+        "--web",
+        web.to_str().unwrap(),
+    ]);
+    // An adapter registered later is listed with its files too.
+    let (status, v) = post(
+        &format!("{}/v1/adapters", server.url),
+        &json!({"name": "mlp-r4", "path": adapters.join("mlp-r4")}).to_string(),
+    );
+    assert_eq!(status, 201, "{v}");
+
+    let models: Value = serde_json::from_str(&get(&format!("{}/v1/models", server.url))).unwrap();
+    assert!(
+        models["node"].as_str().unwrap().starts_with("0x"),
+        "{models}"
+    );
+    assert_eq!(models["chainId"], 31337);
+    let (mut requests, mut sent) = (0u64, 0u64);
+    let cases: [(&str, PathBuf, &[&str]); 3] = [
+        (
+            "llama-gqa",
+            model.clone(),
+            &[
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "chat_template.jinja",
+                "generation_config.json",
+            ],
+        ),
+        (
+            "llama-gqa:attn-r8",
+            adapters.join("attn-r8"),
+            &["adapter_config.json", "adapter_model.safetensors"],
+        ),
+        (
+            "llama-gqa:mlp-r4",
+            adapters.join("mlp-r4"),
+            &["adapter_config.json", "adapter_model.safetensors"],
+        ),
+    ];
+    for (id, dir, names) in cases {
+        let entry = models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {models}"));
+        let files = entry["files"].as_array().unwrap();
+        let listed: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(listed, names, "{id}");
+        for f in files {
+            let disk = std::fs::read(dir.join(f["name"].as_str().unwrap())).unwrap();
+            let sha = sha256_hex(&disk);
+            assert_eq!(f["sha256"], sha.as_str(), "{id} {f}");
+            assert_eq!(f["bytes"], disk.len(), "{id} {f}");
+            let url = format!("{}{}", server.url, f["url"].as_str().unwrap());
+            let (status, headers, body) = fetch(&url, &[]);
+            requests += 1;
+            sent += body.len() as u64;
+            assert_eq!(status, 200, "{url}");
+            assert!(body == disk, "{url}: the download differs from the file");
+            assert_eq!(header(&headers, "x-content-sha256"), sha);
+            assert_eq!(header(&headers, "etag"), format!("\"{sha}\""));
+            assert_eq!(header(&headers, "accept-ranges"), "bytes");
+            assert_eq!(header(&headers, "cache-control"), "no-cache");
+        }
+    }
+    let adapter_url = models["data"][1]["files"][0]["url"].as_str().unwrap();
+    assert!(
+        adapter_url.starts_with("/v1/files/llama-gqa%3Aattn-r8/"),
+        "{adapter_url}"
+    );
+    // The colon unencoded names the same file.
+    let (status, _, body) = fetch(
+        &format!(
+            "{}/v1/files/llama-gqa:attn-r8/adapter_config.json",
+            server.url
+        ),
+        &[],
+    );
+    requests += 1;
+    sent += body.len() as u64;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        std::fs::read(adapters.join("attn-r8/adapter_config.json")).unwrap()
+    );
+
+    // Ranges: a middle, a suffix, and past the end.
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    let n = weights.len();
+    let url = format!("{}/v1/files/llama-gqa/model.safetensors", server.url);
+    let (status, headers, body) = fetch(&url, &[("range", "bytes=100-1099")]);
+    requests += 1;
+    sent += body.len() as u64;
+    assert_eq!(status, 206);
+    assert_eq!(body, &weights[100..1100]);
+    assert_eq!(
+        header(&headers, "content-range"),
+        format!("bytes 100-1099/{n}")
+    );
+    let (status, headers, body) = fetch(&url, &[("range", "bytes=-16")]);
+    requests += 1;
+    sent += body.len() as u64;
+    assert_eq!(status, 206);
+    assert_eq!(body, &weights[n - 16..]);
+    assert_eq!(
+        header(&headers, "content-range"),
+        format!("bytes {}-{}/{n}", n - 16, n - 1)
+    );
+    let (status, headers, body) = fetch(&url, &[("range", &format!("bytes={n}-"))]);
+    requests += 1;
+    assert_eq!(status, 416);
+    assert!(body.is_empty());
+    assert_eq!(header(&headers, "content-range"), format!("bytes */{n}"));
+
+    // Revalidation by hash: 304 without a body for the current tag, the file for another.
+    let tag = format!("\"{}\"", sha256_hex(&weights));
+    let (status, headers, body) = fetch(&url, &[("if-none-match", &tag)]);
+    requests += 1;
+    assert_eq!(status, 304);
+    assert!(body.is_empty());
+    assert_eq!(header(&headers, "etag"), tag);
+    let (status, _, body) = fetch(&url, &[("if-none-match", "\"0000\"")]);
+    requests += 1;
+    sent += body.len() as u64;
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), n);
+
+    // Only listed files, by name: anything else is a 404 in OpenAI's error shape.
+    for path in [
+        "llama-gqa/reference.json",
+        "llama-gqa/adapters%2Fattn-r8%2Fadapter_config.json",
+        "llama-gqa:attn-r8/..%2Fconfig.json",
+        "llama-gqa:attn-r8/config.json",
+        "llama-gqa:nope/adapter_config.json",
+        "other/config.json",
+    ] {
+        let (status, _, body) = fetch(&format!("{}/v1/files/{path}", server.url), &[]);
+        requests += 1;
+        assert_eq!(status, 404, "{path}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"]["message"].is_string(), "{path}: {v}");
+    }
+
+    assert_eq!(
+        metric(&server, "tributary_file_requests_total"),
+        requests as f64
+    );
+    assert_eq!(metric(&server, "tributary_file_bytes_total"), sent as f64);
+
+    // The web app at /, wasm typed for instantiateStreaming.
+    let (status, _, body) = fetch(&format!("{}/", server.url), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(body, b"<!doctype html><title>tab</title>");
+    let (status, headers, _) = fetch(&format!("{}/app_bg.wasm", server.url), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), "application/wasm");
+
+    // No --datanet: no attribution.
+    let (status, v) = post(
+        &format!("{}/v1/attribution", server.url),
+        &json!({"model": "llama-gqa", "prompt": "p", "text": "t"}).to_string(),
+    );
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "attribution is not configured (start with --datanet)"
+    );
+    let node: Value = serde_json::from_str(&get(&format!("{}/v1/node", server.url))).unwrap();
+    assert_eq!(node["node"], models["node"]);
+    assert_eq!(node["attribution"], Value::Null);
+    let _ = std::fs::remove_dir_all(&web);
+}
+
+/// keccak256("cow"), EIP-712's example key, and its address.
+const COW_KEY: &str = "c85ef7d79691fe79573b1a7064c19c1a9819ebdbd1faaab1a8ec92344438aaf4";
+const COW: &str = "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826";
+
+/// Runs `tributary serve` expecting it to fail before it serves: its stderr.
+fn serve_fails(args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--port", "0", "--model"])
+        .arg(fixtures().join("llama-gqa"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("`serve {}` did not fail", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn attribution_signs_a_receipt_that_names_the_quoted_contribution() {
+    use alloy::primitives::keccak256;
+    use alloy::signers::local::PrivateKeySigner;
+    use tributary_datanet::{SignedReview, Store, Submission};
+    use tributary_receipt::{B256, SignedReceipt, Trust, verify};
+
+    // A datanet of GPL-3 paragraphs dealt to four contributors, accepted and snapshotted.
+    let dir = temp("attribution");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("d.sqlite");
+    let paragraphs: Vec<String> = std::fs::read_to_string("/usr/share/common-licenses/GPL-3")
+        .unwrap()
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| p.len() > 300)
+        .take(24)
+        .map(str::to_owned)
+        .collect();
+    let key = |name: &str| PrivateKeySigner::from_bytes(&keccak256(name)).unwrap();
+    let people: Vec<PrivateKeySigner> = (0..4).map(|i| key(&format!("p{i}"))).collect();
+    let validator = key("validator");
+    let mut store = Store::open(&db).unwrap();
+    store.create("gpl", validator.address(), "").unwrap();
+    let subs: Vec<Submission> = paragraphs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Submission::sign("gpl", p.clone(), "GPL-3.0", &people[i % 4]).unwrap())
+        .collect();
+    store.add("gpl", &subs).unwrap();
+    for s in &subs {
+        let r = SignedReview::sign("gpl", s.content_hash(), true, "", &validator).unwrap();
+        store.review("gpl", &r).unwrap();
+    }
+    store.snapshot("gpl").unwrap();
+    let root = store.snapshot_root("gpl", 1).unwrap();
+    drop(store);
+
+    let model = fixtures().join("llama-gqa");
+    let attn = model.join("adapters/attn-r8");
+    let db_arg = db.to_str().unwrap();
+    let flags = [
+        "--datanet",
+        "gpl",
+        "--db",
+        db_arg,
+        "--node-key",
+        COW_KEY,
+        "--adapter",
+        &format!("attn-r8={}", attn.display()),
+    ];
+    // Before the index is built the server refuses to start, saying how to build it.
+    let stderr = serve_fails(&flags);
+    assert!(stderr.contains("tributary index build"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args([
+            "index",
+            "build",
+            "--datanet",
+            "gpl",
+            "--db",
+            db_arg,
+            "--model",
+        ])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = serve(&flags);
+
+    let quoted = 9;
+    let t = &paragraphs[quoted];
+    let (from, to) = (t.len() / 8, t.len() * 7 / 8);
+    let (from, to) = (
+        (from..).find(|&i| t.is_char_boundary(i)).unwrap(),
+        (to..).find(|&i| t.is_char_boundary(i)).unwrap(),
+    );
+    let text = &t[from..to];
+    let prompt = "Quote the part of the licence about this.";
+    let attribute = |model: &str| {
+        post(
+            &format!("{}/v1/attribution", server.url),
+            &json!({"model": model, "prompt": prompt, "text": text}).to_string(),
+        )
+    };
+    let (status, v) = attribute("llama-gqa:attn-r8");
+    assert_eq!(status, 200, "{v}");
+    let signed: SignedReceipt = serde_json::from_value(v["receipt"].clone()).unwrap();
+    assert_eq!(verify(&signed, None).unwrap(), Trust::Signed);
+    let r = &signed.receipt;
+    assert_eq!(r.node, COW.parse::<alloy::primitives::Address>().unwrap());
+    assert_eq!(r.output, keccak256(text.as_bytes()));
+    assert_eq!(r.prompt, keccak256(prompt.as_bytes()));
+    assert_eq!(r.datanetRoots, vec![root]);
+    let concat = |dir: &Path, names: &[&str]| -> B256 {
+        let bytes: Vec<u8> = names
+            .iter()
+            .flat_map(|n| std::fs::read(dir.join(n)).unwrap())
+            .collect();
+        keccak256(&bytes)
+    };
+    assert_eq!(
+        r.baseModel,
+        concat(&model, &["config.json", "model.safetensors"])
+    );
+    assert_eq!(
+        r.adapter,
+        concat(&attn, &["adapter_config.json", "adapter_model.safetensors"])
+    );
+    assert_eq!(signed.domain.chain_id, 31337);
+    // The planted contribution carries the largest weight.
+    let top = r
+        .attributions
+        .iter()
+        .max_by_key(|a| a.weightPpm)
+        .expect("some attribution");
+    assert_eq!(top.contributionId, subs[quoted].content_hash(), "{v:#}");
+    assert_eq!(top.contributor, people[quoted % 4].address());
+    assert_eq!(
+        r.attributions[0].contributionId,
+        subs[quoted].content_hash()
+    );
+    // The server's attribution is the CLI's, and the receipt carries its attributions.
+    assert_eq!(
+        v["attribution"]["attributions"],
+        serde_json::to_value(&r.attributions).unwrap()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args([
+            "attribute",
+            "--method",
+            "span",
+            "--json",
+            "--datanet",
+            "gpl",
+        ])
+        .args(["--db", db_arg, &format!("--text={text}"), "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attribution"], cli);
+
+    // Tampering with what the node signed fails at the signature step.
+    let mut tampered = signed.clone();
+    tampered.receipt.output = keccak256(b"another answer");
+    assert_eq!(verify(&tampered, None).unwrap_err().step(), "signature");
+
+    // The base model alone: a zero adapter hash, and the next nonce.
+    let (status, base) = attribute("llama-gqa");
+    assert_eq!(status, 200, "{base}");
+    let again: SignedReceipt = serde_json::from_value(base["receipt"].clone()).unwrap();
+    assert_eq!(again.receipt.adapter, B256::ZERO);
+    assert_eq!(again.receipt.nonce, r.nonce.wrapping_add(1));
+    assert_eq!(verify(&again, None).unwrap(), Trust::Signed);
+
+    // Errors as the completion routes give them.
+    let url = format!("{}/v1/attribution", server.url);
+    let (status, e) = post(&url, "{not json");
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = post(
+        &url,
+        &json!({"model": "llama-gqa", "prompt": "p"}).to_string(),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(attribute("llama-gqa:nope").0, 404);
+    let (status, e) = attribute("other");
+    assert_eq!(status, 404, "{e}");
+    assert_eq!(e["error"]["type"], "model_not_found");
+
+    let node: Value = serde_json::from_str(&get(&format!("{}/v1/node", server.url))).unwrap();
+    assert_eq!(
+        node["node"].as_str().unwrap().to_lowercase(),
+        COW.to_lowercase()
+    );
+    assert_eq!(node["attribution"]["datanet"], "gpl");
+    assert_eq!(
+        node["attribution"]["snapshot"]["root"],
+        serde_json::to_value(root).unwrap()
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
