@@ -6,6 +6,8 @@
 //! `tokenizer.json`, PEFT adapter folders — and every problem with them is a [`ModelError`]
 //! naming the file and field or tensor at fault.
 
+#[cfg(all(target_arch = "wasm32", feature = "wgpu"))]
+pub mod browser;
 mod chat;
 mod config;
 mod error;

@@ -1,34 +1,18 @@
 //! The model in a tab: burn's `Wgpu` backend on WebGPU, weights handed over as fetched bytes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use burn::backend::Wgpu;
-use burn::backend::wgpu::{
-    RuntimeOptions, WgpuDevice, graphics::AutoGraphicsApi, init_setup_async,
-};
 use js_sys::{Promise, Uint32Array};
 use tributary_model::{
     Adapter, AdapterWeights, Model, ModelConfig, SamplingParams, WeightFiles, generate,
 };
 use wasm_bindgen::prelude::*;
 
-thread_local! {
-    static DEVICE_READY: Cell<bool> = const { Cell::new(false) };
-}
-
-/// burn's wgpu runtime must be set up asynchronously in a browser (its synchronous set-up
-/// blocks, which the web forbids); once per page.
-pub(crate) async fn device() -> WgpuDevice {
-    let device = WgpuDevice::default();
-    if !DEVICE_READY.get() {
-        init_setup_async::<AutoGraphicsApi>(&device, RuntimeOptions::default()).await;
-        DEVICE_READY.set(true);
-    }
-    device
-}
+pub(crate) use tributary_model::browser::wgpu_device as device;
 
 struct Loaded {
     model: Model<Wgpu>,

@@ -1,63 +1,57 @@
-//! `cargo xtask demo`: the project's main job. The `tributary serve` OpenAI-compatible API on the
-//! embedded fixture checkpoint (random weights) with two LoRA adapters, checked with one real
-//! request; and the browser smoke pages — the WGSL kernels over WebGPU checked against their CPU
-//! references, and the model with a LoRA adapter generating in the tab, checked against
-//! transformers — run once in headless Chromium so the results show in the terminal. Both stay up
-//! until Ctrl-C (or exit at once with `--once`).
+//! `cargo xtask demo`: the project's main job. `tributary serve` on the embedded fixture
+//! checkpoint (random weights) with two LoRA adapters, a datanet and its attribution index,
+//! serving the OpenAI-compatible API (checked with real requests) and the in-tab app (web/,
+//! built by trunk), which headless Chromium then runs once — two adapters in one batch over
+//! WebGPU, receipts verified in the tab; and the browser smoke pages (kernels and model against
+//! their references). Everything stays up until Ctrl-C (or exits at once with `--once`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Workspace};
-use crate::{setup, smoke};
+use crate::setup;
 
-/// Kills the API server when the demo ends, however it ends.
+/// Stops a server when the demo ends, however it ends: SIGTERM first, so a `node` script can stop
+/// the `tributary serve` it started, then SIGKILL if it is still there.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// Starts `tributary serve` on the fixture checkpoint with its adapters; returns it and its URL.
-fn start_api(root: &Path, ws: &Workspace, port: u16) -> Result<(Killed, String)> {
-    println!("== demo: building and starting `tributary serve` ==");
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
-            .args(["build", "-p", "tributary-node"]),
-    )?;
-    let fixture = root.join("crates/tributary-model/tests/fixtures/llama-gqa");
-    let adapter = |name: &str| format!("{name}={}", fixture.join("adapters").join(name).display());
-    let mut child = Command::new(ws.target_dir.join("debug/tributary"))
-        .args(["serve", "--port", &port.to_string(), "--model"])
-        .arg(&fixture)
-        .args([
-            "--adapter",
-            &adapter("attn-r8"),
-            "--adapter",
-            &adapter("mlp-r4"),
-        ])
+/// Starts a `node` script that prints `serving URL` once it listens; returns it and the URL.
+fn start_server(
+    mut command: Command,
+    what: &str,
+) -> Result<(Killed, String, BufReader<ChildStdout>)> {
+    let mut child = command
         .stdout(Stdio::piped())
         .spawn()
-        .context("could not start `tributary serve`")?;
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().context("api stdout")?).read_line(&mut banner)?;
+        .with_context(|| format!("could not start {what}"))?;
+    let mut reader = BufReader::new(child.stdout.take().context("server stdout")?);
     let child = Killed(child);
-    let Some(url) = banner
-        .split_whitespace()
-        .last()
-        .filter(|u| u.starts_with("http://"))
-    else {
-        bail!("`tributary serve` did not start (port {port} in use?)");
+    let mut first_line = String::new();
+    reader.read_line(&mut first_line)?;
+    let Some(url) = first_line.trim().strip_prefix("serving ") else {
+        bail!("{what} did not start (port in use?)");
     };
-    Ok((child, url.to_owned()))
+    Ok((child, url.trim_end_matches('/').to_owned(), reader))
 }
 
 /// One POST to `path` over plain HTTP/1.1 (what the printed curl line does); returns the body.
@@ -82,7 +76,12 @@ fn ask(url: &str, path: &str, body: &str) -> Result<String> {
 pub fn run(root: &Path, port: u16, api_port: u16, once: bool) -> Result<ExitCode> {
     setup::install(root)?;
     let ws = Workspace::read(root)?;
-    let (_api, api) = start_api(root, &ws, api_port)?;
+    println!("== demo: building the app (trunk), the smoke pages and the node ==");
+    let mut app_node = crate::web::playwright(root, &ws)?;
+    let smoke_node = crate::smoke::node(root, &crate::smoke::page_dir(&ws));
+    app_node.args(["app-node.mjs", "--port", &api_port.to_string()]);
+    println!("== demo: starting `tributary serve` with a datanet, its index and the app ==");
+    let (_api, api, api_log) = start_server(app_node, "`tributary serve` (app-node.mjs)")?;
     let body = r#"{"model": "llama-gqa:attn-r8", "prompt": "This License applies to any program", "max_tokens": 16, "temperature": 0}"#;
     println!("The weights are random (a test fixture): the text is not meant to read.");
     for (path, body) in [
@@ -96,51 +95,39 @@ pub fn run(root: &Path, port: u16, api_port: u16, once: bool) -> Result<ExitCode
         println!("{}", ask(&api, path, body)?);
     }
     println!("(also: {api}/v1/models, {api}/metrics, \"stream\": true for SSE)\n");
-    println!("== demo: building the smoke pages ==");
-    let pkg = smoke::build(root, &ws)?;
-    crate::pkg::build(root, &ws)?; // verifier.html loads the wallet package
 
-    let mut server = smoke::node(root, &pkg)
-        .args(["serve.mjs", "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("could not start `node serve.mjs`")?;
-    // serve.mjs prints its URL once it listens; anything else first means it failed.
-    let mut first_line = String::new();
-    let stdout = server.stdout.take().context("server stdout")?;
-    let mut reader = BufReader::new(stdout);
-    reader.read_line(&mut first_line)?;
-    let Some(url) = first_line.trim().strip_prefix("serving ") else {
-        let _ = server.kill();
-        bail!("the smoke page server did not start (port {port} in use?)");
-    };
-    let url = url.to_owned();
+    let mut smoke = smoke_node;
+    smoke.args(["serve.mjs", "--port", &port.to_string()]);
+    let (_smoke, url, _smoke_log) = start_server(smoke, "the smoke page server (serve.mjs)")?;
+    let url = format!("{url}/");
 
-    println!("== demo: running the page in headless Chromium ==");
-    let check = cmd::run(smoke::node(root, &pkg).args(["run-smoke.mjs", &url]));
+    println!("== demo: the app and the smoke pages in headless Chromium ==");
+    let mut check = crate::smoke::node(root, &crate::smoke::page_dir(&ws));
+    let app_check = cmd::run(check.args(["run-app.mjs", &api]));
+    let mut check = crate::smoke::node(root, &crate::smoke::page_dir(&ws));
+    let smoke_check = cmd::run(check.args(["run-smoke.mjs", &url]));
     println!(
-        "\nThe smoke pages are at {url} (matvec kernel), {url}sgmv.html (SGMV, many adapters in \
+        "\nThe app is at {api}/ : pick an adapter (or two, to compare them in one batch), \
+         generate in the tab over WebGPU, and see the receipt verified in the tab."
+    );
+    println!(
+        "The smoke pages are at {url} (matvec kernel), {url}sgmv.html (SGMV, many adapters in \
          one batch), {url}model.html (model) and {url}verifier.html (a receipt verified by the \
          wallet package)"
     );
     println!("Open them in a browser with WebGPU (Chromium: --enable-unsafe-webgpu).");
     if once {
-        let _ = server.kill();
-        check?;
+        app_check?;
+        smoke_check?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Err(err) = check {
-        eprintln!("xtask: the headless run failed: {err:#}");
+    for err in [app_check.err(), smoke_check.err()].into_iter().flatten() {
+        eprintln!("xtask: a headless run failed: {err:#}");
     }
     println!("Serving until Ctrl-C.");
-    // Keep relaying the server's log lines until it exits.
-    for line in reader.lines() {
+    // Keep relaying the node's log lines until it exits.
+    for line in api_log.lines() {
         println!("{}", line?);
     }
-    let status = server.wait()?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::FAILURE)
 }

@@ -10,6 +10,7 @@ mod pkg;
 mod setup;
 mod smoke;
 mod test;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

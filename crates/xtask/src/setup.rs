@@ -32,8 +32,10 @@ pub fn install(root: &Path) -> Result<()> {
         npm_ci(&root.join(project))?;
     }
     let bindgen = cmd::locked_version(root, "wasm-bindgen")?;
-    cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &bindgen)?;
-    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ)?;
+    cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &bindgen, false)?;
+    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ, false)?;
+    // --locked: trunk's own lock file is what builds on this rustc.
+    cargo_tool("trunk", "trunk", crate::web::TRUNK, true)?;
     println!("setup: done");
     Ok(())
 }
@@ -132,8 +134,9 @@ fn npm_ci(project: &Path) -> Result<()> {
 }
 
 /// `cargo install` of one exact version, skipped when `binary --version` already reports it.
-/// Without `--locked`: a locked dependency version can be missing from the registry here.
-fn cargo_tool(krate: &str, binary: &str, version: &str) -> Result<()> {
+/// `locked` only where it is known to resolve: a locked dependency version can be missing from
+/// the registry here (wasm-bindgen-cli's is).
+fn cargo_tool(krate: &str, binary: &str, version: &str, locked: bool) -> Result<()> {
     let path = cmd::cargo_bin(binary);
     let reported = cmd::probe(Command::new(&path).arg("--version")).unwrap_or_default();
     if reported.split_whitespace().any(|word| word == version) {
@@ -141,6 +144,10 @@ fn cargo_tool(krate: &str, binary: &str, version: &str) -> Result<()> {
         return Ok(());
     }
     println!("setup: {krate} {version}: installing (a few minutes)");
-    cmd::run(cmd::cargo().args(["install", krate, "--version", &format!("={version}")]))
-        .with_context(|| format!("could not install {krate} {version}"))
+    let mut install = cmd::cargo();
+    install.args(["install", krate, "--version", &format!("={version}")]);
+    if locked {
+        install.arg("--locked");
+    }
+    cmd::run(&mut install).with_context(|| format!("could not install {krate} {version}"))
 }

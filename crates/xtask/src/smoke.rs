@@ -10,6 +10,11 @@ use crate::cmd::{self, Workspace};
 
 const CRATE: &str = "tributary-wasm";
 
+/// Where [`build`] puts the page's `pkg/`.
+pub fn page_dir(ws: &Workspace) -> PathBuf {
+    ws.target_dir.join("smoke-page/pkg")
+}
+
 /// Builds the page's wasm package and returns the folder the page loads `pkg/` from.
 pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
     cmd::build_wasm_release(root, ws)?;
@@ -17,7 +22,7 @@ pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
         .target_dir
         .join("wasm32-unknown-unknown/release")
         .join(format!("{}.wasm", CRATE.replace('-', "_")));
-    let pkg = ws.target_dir.join("smoke-page/pkg");
+    let pkg = page_dir(ws);
     // Start clean so files of a renamed crate cannot linger and be served.
     if pkg.exists() {
         std::fs::remove_dir_all(&pkg).with_context(|| format!("clearing {}", pkg.display()))?;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Workspace};
-use crate::{setup, smoke};
+use crate::setup;
 
 type Suite = fn(&Path, &Workspace) -> Result<()>;
 
@@ -167,8 +167,7 @@ fn fuzz(root: &Path, ws: &Workspace) -> Result<()> {
 }
 
 fn browser(root: &Path, ws: &Workspace) -> Result<()> {
-    let pkg = smoke::build(root, ws)?;
-    crate::pkg::build(root, ws)?; // the verifier page loads the wallet package's web build
+    let mut node = crate::web::playwright(root, ws)?;
     let tests: Vec<String> = std::fs::read_dir(root.join("playwright/tests"))
         .context("reading playwright/tests")?
         .filter_map(|e| e.ok())
@@ -179,9 +178,5 @@ fn browser(root: &Path, ws: &Workspace) -> Result<()> {
     if tests.is_empty() {
         bail!("no playwright/tests/*.test.mjs");
     }
-    cmd::run(
-        smoke::node(root, &pkg)
-            .args(["--test", "--test-reporter=spec"])
-            .args(&tests),
-    )
+    cmd::run(node.args(["--test", "--test-reporter=spec"]).args(&tests))
 }
