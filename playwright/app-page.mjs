@@ -45,6 +45,7 @@ export async function generate(page, adapter, second = null, maxTokens = MAX_TOK
       text: l.querySelector('.text').textContent,
       ttftMs: Number(l.dataset.ttftMs),
       tokensPerS: Number(l.dataset.tokensPerS),
+      workerMemoryBytes: Number(l.dataset.workerMemory),
     })),
   );
 }

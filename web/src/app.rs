@@ -82,6 +82,7 @@ struct Lane {
     done: bool,
     first_ms: Option<f64>,
     last_ms: f64,
+    worker_memory_bytes: u64,
     attribution: AttributionView,
 }
 
@@ -94,6 +95,7 @@ impl Lane {
             done: false,
             first_ms: None,
             last_ms: 0.0,
+            worker_memory_bytes: 0,
             attribution: AttributionView::Pending,
         }
     }
@@ -356,7 +358,8 @@ fn lane_view(index: usize, lane: Lane, state: State) -> impl IntoView {
         <article class="lane" data-lane=index.to_string() data-model=lane.model.clone()
             data-tokens=tokens data-done=lane.done.to_string()
             data-ttft-ms=ttft.map(|t| format!("{t:.1}")).unwrap_or_default()
-            data-tokens-per-s=tps.map(|t| format!("{t:.2}")).unwrap_or_default()>
+            data-tokens-per-s=tps.map(|t| format!("{t:.2}")).unwrap_or_default()
+            data-worker-memory=lane.worker_memory_bytes.to_string()>
             <h2>{lane.model.clone()}</h2>
             <pre class="text">{lane.text.clone()}</pre>
             <p class="stats">{stats}</p>
@@ -480,6 +483,7 @@ fn on_worker(state: State, message: FromWorker) {
             lane,
             tokens,
             text,
+            worker_memory_bytes,
             ..
         } => {
             if job != state.job.get_untracked() {
@@ -490,6 +494,7 @@ fn on_worker(state: State, message: FromWorker) {
                     l.tokens = tokens;
                     l.text = text.clone();
                     l.done = true;
+                    l.worker_memory_bytes = worker_memory_bytes;
                 }
             });
             let model = state

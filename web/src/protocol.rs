@@ -98,6 +98,8 @@ pub enum FromWorker {
         tokens: Vec<u32>,
         text: String,
         stop: String,
+        /// The worker's wasm memory, which only grows: its peak so far.
+        worker_memory_bytes: u64,
     },
     Failed {
         job: Option<u32>,

@@ -335,6 +335,7 @@ impl<B: SgmvBackend> Session<B> {
                                 text: self.decode(&tokens[lane])?,
                                 tokens: std::mem::take(&mut tokens[lane]),
                                 stop: stop_name(&reason).into(),
+                                worker_memory_bytes: wasm_memory_bytes(),
                             })
                             .await;
                     }
@@ -351,6 +352,14 @@ impl<B: SgmvBackend> Session<B> {
     fn decode(&self, tokens: &[u32]) -> Result<String, String> {
         self.tokenizer.decode(tokens).map_err(|e| e.to_string())
     }
+}
+
+fn wasm_memory_bytes() -> u64 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as u64
 }
 
 fn stop_name(reason: &StopReason) -> &'static str {

@@ -116,12 +116,16 @@ fn run_on<B: SgmvBackend>(args: &RunArgs, device: &B::Device) -> Result<()> {
     let mut printed = 0;
     let mut stdout = std::io::stdout().lock();
     let stream = !args.json;
+    // Prefill ends at the first token; decode speed is over the tokens after it.
+    let started = std::time::Instant::now();
+    let mut first_token = None;
     let result = pollster::block_on(generate(
         &model,
         adapter.as_ref(),
         &prompt_ids,
         &params,
         |token| {
+            first_token.get_or_insert_with(std::time::Instant::now);
             generated.push(token);
             if stream
                 && let Ok(text) = tokenizer.decode(&generated)
@@ -135,13 +139,20 @@ fn run_on<B: SgmvBackend>(args: &RunArgs, device: &B::Device) -> Result<()> {
             true
         },
     ))?;
+    let finished = std::time::Instant::now();
     let text = tokenizer.decode(&result.tokens)?;
     if args.json {
+        let first = first_token.unwrap_or(finished);
+        let decoded = result.tokens.len().saturating_sub(1);
         let mut out = serde_json::json!({
             "prompt_ids": result.prompt_ids,
             "generated_ids": result.tokens,
             "text": text,
             "stop": format!("{:?}", result.stop),
+            "timing": {
+                "first_token_ms": (first - started).as_secs_f64() * 1e3,
+                "decode_tokens_per_s": decoded as f64 / (finished - first).as_secs_f64().max(1e-9),
+            },
         });
         if args.logits {
             out["logits"] = serde_json::json!(result.prompt_logits);

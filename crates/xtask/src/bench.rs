@@ -20,8 +20,9 @@ pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> 
         "serve" => serve(root),
         "verify" => verify(root),
         "attribution" => attribution(root),
+        "web" => web(root),
         other => bail!(
-            "unknown benchmark `{other}` (available: model, sgmv, serve, verify, attribution)"
+            "unknown benchmark `{other}` (available: model, sgmv, serve, verify, attribution, web)"
         ),
     }
 }
@@ -301,6 +302,76 @@ fn verify(root: &Path) -> Result<ExitCode> {
         "| headless Chromium | {:.3} | | | |",
         f(&chromium, "chromiumMedianMs")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The in-tab app (SwiftShader WebGPU and the wasm CPU fallback) against native `tributary run`
+/// (CPU and lavapipe) on the fixture model, and the app's download sizes.
+fn web(root: &Path) -> Result<ExitCode> {
+    crate::setup::install(root)?;
+    let ws = Workspace::read(root)?;
+    let mut node = crate::web::playwright(root, &ws)?;
+    let r = run_json(
+        node.arg("bench-app.mjs")
+            .env("VK_ICD_FILENAMES", cmd::lavapipe_icd()?),
+        "playwright/bench-app.mjs",
+    )?;
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let native_cpu = f(&r["nativeCpu"], "decode_tokens_per_s");
+    println!("\nfixture llama-gqa + attn-r8, 64 greedy tokens (second run of each)\n");
+    println!("| where | first token ms | decode tokens/s | vs native CPU |");
+    println!("|---|---|---|---|");
+    for (label, key, ttft, tps) in [
+        (
+            "tab, WebGPU (SwiftShader)",
+            "tabWebgpu",
+            "firstTokenMs",
+            "tokensPerS",
+        ),
+        ("tab, CPU (wasm)", "tabCpu", "firstTokenMs", "tokensPerS"),
+        (
+            "native, lavapipe",
+            "nativeLavapipe",
+            "first_token_ms",
+            "decode_tokens_per_s",
+        ),
+        (
+            "native, CPU",
+            "nativeCpu",
+            "first_token_ms",
+            "decode_tokens_per_s",
+        ),
+    ] {
+        let v = &r[key];
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.2} |",
+            f(v, ttft),
+            f(v, tps),
+            f(v, tps) / native_cpu
+        );
+    }
+    println!(
+        "\ntab on WebGPU vs native lavapipe: {:.2}x decode speed",
+        f(&r["tabWebgpu"], "tokensPerS") / f(&r["nativeLavapipe"], "decode_tokens_per_s")
+    );
+    for key in ["tabWebgpu", "tabCpu"] {
+        println!(
+            "{key}: page JS heap {:.1} MB, worker wasm memory {:.1} MB",
+            f(&r[key], "pageJsHeapBytes") / 1e6,
+            f(&r[key], "workerMemoryBytes") / 1e6
+        );
+    }
+    println!("\n| file | raw KB | gzip KB |\n|---|---|---|");
+    let mut gzip_total = 0.0;
+    for (name, sizes) in r["files"].as_object().into_iter().flatten() {
+        gzip_total += f(sizes, "gzip");
+        println!(
+            "| {name} | {:.0} | {:.0} |",
+            f(sizes, "raw") / 1024.0,
+            f(sizes, "gzip") / 1024.0
+        );
+    }
+    println!("| all (goal <= 2048 gzip) | | {:.0} |", gzip_total / 1024.0);
     Ok(ExitCode::SUCCESS)
 }
 

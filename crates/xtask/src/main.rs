@@ -37,9 +37,10 @@ enum Command {
     /// `sgmv` times the SGMV kernels (mixed vs one adapter, vs a launch per adapter, vs matmul);
     /// `serve` measures the continuous-batching engine's decode throughput across adapters;
     /// `verify` times receipt verification in the wallet package (Node, Chromium) and its size;
-    /// `attribution` measures suffix-array builds and span tracing.
+    /// `attribution` measures suffix-array builds and span tracing; `web` times the in-tab app
+    /// against native runs and reports its download sizes.
     Bench {
-        /// What to measure: model, sgmv, serve, verify or attribution.
+        /// What to measure: model, sgmv, serve, verify, attribution or web.
         #[arg(default_value = "model")]
         what: String,
         /// sgmv: use the wgpu adapter WGPU_BACKEND / WGPU_ADAPTER_NAME select instead of lavapipe.
