@@ -108,10 +108,6 @@ impl Lane {
     }
 }
 
-fn now_ms() -> f64 {
-    js_sys::Date::now()
-}
-
 /// Everything the page shows, as signals.
 #[derive(Clone, Copy)]
 struct State {
@@ -122,7 +118,6 @@ struct State {
     error: RwSignal<Option<String>>,
     files: RwSignal<Vec<FileProgress>>,
     lanes: RwSignal<Vec<Lane>>,
-    started_ms: RwSignal<f64>,
     prompt: RwSignal<String>,
     job: RwSignal<u32>,
 }
@@ -149,7 +144,6 @@ fn App() -> impl IntoView {
         error: RwSignal::new(None),
         files: RwSignal::new(Vec::new()),
         lanes: RwSignal::new(Vec::new()),
-        started_ms: RwSignal::new(0.0),
         prompt: RwSignal::new("This License applies to any program".to_owned()),
         job: RwSignal::new(0),
     };
@@ -231,7 +225,6 @@ fn App() -> impl IntoView {
             state.job.set(job);
             state.error.set(None);
             state.phase.set("generating");
-            state.started_ms.set(now_ms());
             let _ = to_worker.unbounded_send(ToWorker::Generate {
                 job,
                 prompt: state.prompt.get_untracked(),
@@ -333,20 +326,21 @@ fn App() -> impl IntoView {
                 <button id="generate" on:click=generate disabled=move || state.phase.get() != "ready">"Generate"</button>
             </section>
             <section id="answers">
-                {move || state.lanes.get().into_iter().enumerate().map(|(i, lane)| lane_view(i, lane, state)).collect_view()}
+                {move || state.lanes.get().into_iter().enumerate().map(|(i, lane)| lane_view(i, lane)).collect_view()}
             </section>
         </main>
     }
 }
 
-fn lane_view(index: usize, lane: Lane, state: State) -> impl IntoView {
+fn lane_view(index: usize, lane: Lane) -> impl IntoView {
     let tokens = lane
         .tokens
         .iter()
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let ttft = lane.first_ms.map(|f| f - state.started_ms.get_untracked());
+    // Token times are the worker's, counted from when it took the request.
+    let ttft = lane.first_ms;
     let tps = lane.tokens_per_s();
     let stats = format!(
         "{} tokens · first token {} · {}",
@@ -464,11 +458,12 @@ fn on_worker(state: State, message: FromWorker) {
             lane,
             text,
             token,
+            at_ms,
         } => {
             if job != state.job.get_untracked() {
                 return;
             }
-            let t = now_ms();
+            let t = at_ms;
             state.lanes.update(|lanes| {
                 if let Some(l) = lanes.get_mut(lane) {
                     l.tokens.push(token);

@@ -91,6 +91,9 @@ pub enum FromWorker {
         token: u32,
         /// All text decoded so far (decoding whole keeps multi-byte characters intact).
         text: String,
+        /// Milliseconds since the worker took the request, by the worker's clock: the page's own
+        /// arrival times bunch up whenever it is busy, so speeds are measured here.
+        at_ms: f64,
     },
     Done {
         job: u32,

@@ -276,6 +276,7 @@ impl<B: SgmvBackend> Session<B> {
         lanes: &[Option<AdapterRef>],
         sampling: &Sampling,
     ) -> Result<(), String> {
+        let started = now_ms();
         for adapter in lanes.iter().flatten() {
             self.ensure_adapter(scope, fetching, adapter).await?;
         }
@@ -322,6 +323,7 @@ impl<B: SgmvBackend> Session<B> {
                                 lane,
                                 token,
                                 text,
+                                at_ms: now_ms() - started,
                             })
                             .await;
                     }
@@ -352,6 +354,14 @@ impl<B: SgmvBackend> Session<B> {
     fn decode(&self, tokens: &[u32]) -> Result<String, String> {
         self.tokenizer.decode(tokens).map_err(|e| e.to_string())
     }
+}
+
+/// `performance.now()` of the worker (sub-millisecond, monotonic).
+fn now_ms() -> f64 {
+    Reflect::get(&global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map_or_else(js_sys::Date::now, |p| p.now())
 }
 
 fn wasm_memory_bytes() -> u64 {
