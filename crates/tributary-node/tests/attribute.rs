@@ -5,17 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use alloy::primitives::keccak256;
-use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
+
+mod common;
+use common::{Gpl, key};
 use tributary_datanet::{SignedReview, Store, Submission};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tributary-model/tests/fixtures")
-}
-
-fn key(name: &str) -> PrivateKeySigner {
-    PrivateKeySigner::from_bytes(&keccak256(name)).unwrap()
 }
 
 fn run(db: &Path, args: &[&str]) -> Output {
@@ -35,53 +32,10 @@ fn ok_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A datanet `gpl` of GPL-3 paragraphs (the first `count` longer than 300 bytes) dealt to eight
-/// contributors, all accepted and snapshotted, in a fresh folder named after `test`.
-struct Gpl {
-    dir: PathBuf,
-    db: PathBuf,
-    paragraphs: Vec<String>,
-    people: Vec<PrivateKeySigner>,
-    subs: Vec<Submission>,
-    validator: PrivateKeySigner,
-}
-
+/// [`common::gpl_datanet`] with eight contributors, in a fresh folder named after `test`.
 fn gpl_datanet(test: &str, count: usize) -> Gpl {
     let dir = std::env::temp_dir().join(format!("tributary-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("d.sqlite");
-    let text = std::fs::read_to_string("/usr/share/common-licenses/GPL-3").unwrap();
-    let paragraphs: Vec<String> = text
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|p| p.len() > 300)
-        .take(count)
-        .map(str::to_owned)
-        .collect();
-    let people: Vec<PrivateKeySigner> = (0..8).map(|i| key(&format!("p{i}"))).collect();
-    let validator = key("validator");
-    let mut store = Store::open(&db).unwrap();
-    store.create("gpl", validator.address(), "").unwrap();
-    let subs: Vec<Submission> = paragraphs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Submission::sign("gpl", p.clone(), "GPL-3.0", &people[i % 8]).unwrap())
-        .collect();
-    store.add("gpl", &subs).unwrap();
-    for s in &subs {
-        let r = SignedReview::sign("gpl", s.content_hash(), true, "", &validator).unwrap();
-        store.review("gpl", &r).unwrap();
-    }
-    store.snapshot("gpl").unwrap();
-    Gpl {
-        dir,
-        db,
-        paragraphs,
-        people,
-        subs,
-        validator,
-    }
+    common::gpl_datanet(&dir, count, 8)
 }
 
 #[test]

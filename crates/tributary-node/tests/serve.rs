@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tributary_model::{AdapterWeights, ModelConfig, Target};
 
+mod common;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tributary-model/tests/fixtures")
 }
@@ -861,38 +863,19 @@ fn serve_fails(args: &[&str]) -> String {
 #[test]
 fn attribution_signs_a_receipt_that_names_the_quoted_contribution() {
     use alloy::primitives::keccak256;
-    use alloy::signers::local::PrivateKeySigner;
-    use tributary_datanet::{SignedReview, Store, Submission};
+    use tributary_datanet::Store;
     use tributary_receipt::{B256, SignedReceipt, Trust, verify};
 
     // A datanet of GPL-3 paragraphs dealt to four contributors, accepted and snapshotted.
-    let dir = temp("attribution");
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("d.sqlite");
-    let paragraphs: Vec<String> = std::fs::read_to_string("/usr/share/common-licenses/GPL-3")
-        .unwrap()
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|p| p.len() > 300)
-        .take(24)
-        .map(str::to_owned)
-        .collect();
-    let key = |name: &str| PrivateKeySigner::from_bytes(&keccak256(name)).unwrap();
-    let people: Vec<PrivateKeySigner> = (0..4).map(|i| key(&format!("p{i}"))).collect();
-    let validator = key("validator");
-    let mut store = Store::open(&db).unwrap();
-    store.create("gpl", validator.address(), "").unwrap();
-    let subs: Vec<Submission> = paragraphs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Submission::sign("gpl", p.clone(), "GPL-3.0", &people[i % 4]).unwrap())
-        .collect();
-    store.add("gpl", &subs).unwrap();
-    for s in &subs {
-        let r = SignedReview::sign("gpl", s.content_hash(), true, "", &validator).unwrap();
-        store.review("gpl", &r).unwrap();
-    }
-    store.snapshot("gpl").unwrap();
+    let common::Gpl {
+        dir,
+        db,
+        paragraphs,
+        people,
+        subs,
+        ..
+    } = common::gpl_datanet(&temp("attribution"), 24, 4);
+    let store = Store::open(&db).unwrap();
     let root = store.snapshot_root("gpl", 1).unwrap();
     drop(store);
 
