@@ -14,7 +14,7 @@ use burn::tensor::{Int, Tensor, TensorData, activation};
 use rand::{Rng, SeedableRng};
 use tributary_model::{
     AdapterWeights, DenseLora, LoraConfig, LoraPair, Model, ModelConfig, ModelError, SgmvBackend,
-    Target,
+    Target, TargetDims,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -108,29 +108,10 @@ pub(crate) fn parse_json_object(
     file: &Path,
     bytes: &[u8],
 ) -> Result<Map<String, Value>, ModelError> {
-    match serde_json::from_slice(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(ModelError::field(
-            file,
-            "(top level)",
-            format!("expected a JSON object, got {}", kind(&other)),
-        )),
-        Err(source) => Err(ModelError::Json {
-            file: file.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    Ok(tributary_peft::parse_json_object(
+        &file.display().to_string(),
+        bytes,
+    )?)
 }
 
 impl ModelConfig {

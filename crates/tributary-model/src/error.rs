@@ -80,6 +80,41 @@ impl ModelError {
     }
 }
 
+/// The file-format errors of tributary-peft, as the same variants (and messages) as ours.
+impl From<tributary_peft::PeftError> for ModelError {
+    fn from(e: tributary_peft::PeftError) -> Self {
+        use tributary_peft::PeftError as P;
+        match e {
+            P::Json { file, source } => Self::Json {
+                file: file.into(),
+                source,
+            },
+            P::Field {
+                file,
+                field,
+                reason,
+            } => Self::Field {
+                file: file.into(),
+                field,
+                reason,
+            },
+            P::Safetensors { file, reason } => Self::Safetensors {
+                file: file.into(),
+                reason,
+            },
+            P::Tensor {
+                file,
+                tensor,
+                reason,
+            } => Self::Tensor {
+                file: file.into(),
+                tensor,
+                reason,
+            },
+        }
+    }
+}
+
 /// Reads a whole file, naming it on failure.
 pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, ModelError> {
     std::fs::read(path).map_err(|source| ModelError::Io {

@@ -24,7 +24,7 @@ pub use config::{Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
 pub use generate::{Generation, Sampler, SamplingParams, StopReason, generate};
 pub use kv::{PagedKv, SeqKv};
-pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target};
+pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target, TargetDims};
 pub use model::{Adapter, Adapters, DenseLora, KvCache, Model, Step};
 pub use tokenizer::Tokenizer;
 pub use tributary_sgmv::{PoolOptions, SgmvBackend};

@@ -3,62 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
-use crate::config::{ModelConfig, parse_json_object};
+use crate::config::ModelConfig;
 use crate::error::{ModelError, read_file};
 use crate::weights::WeightFiles;
+use tributary_peft::tensor_name as key;
 
-/// The projections a LoRA adapter may target, by their Hugging Face module names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    Q,
-    K,
-    V,
-    O,
-    Gate,
-    Up,
-    Down,
+pub use tributary_peft::{LoraConfig, Target};
+
+/// The shapes a base model gives each LoRA target; the file format itself (tributary-peft)
+/// knows nothing of bases.
+pub trait TargetDims {
+    /// (in, out) features of this projection in a model of `config`.
+    fn dims(self, config: &ModelConfig) -> (usize, usize);
 }
 
-impl Target {
-    pub const ALL: [Target; 7] = [
-        Target::Q,
-        Target::K,
-        Target::V,
-        Target::O,
-        Target::Gate,
-        Target::Up,
-        Target::Down,
-    ];
-
-    pub fn module_name(self) -> &'static str {
-        match self {
-            Target::Q => "q_proj",
-            Target::K => "k_proj",
-            Target::V => "v_proj",
-            Target::O => "o_proj",
-            Target::Gate => "gate_proj",
-            Target::Up => "up_proj",
-            Target::Down => "down_proj",
-        }
-    }
-
-    /// `self_attn.q_proj`, `mlp.up_proj`, … — the path below `model.layers.N`.
-    pub fn path(self) -> String {
-        let block = match self {
-            Target::Q | Target::K | Target::V | Target::O => "self_attn",
-            Target::Gate | Target::Up | Target::Down => "mlp",
-        };
-        format!("{block}.{}", self.module_name())
-    }
-
-    fn from_module_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.module_name() == name)
-    }
-
-    /// (in, out) features of this projection in a model of `config`.
-    pub fn dims(self, config: &ModelConfig) -> (usize, usize) {
+impl TargetDims for Target {
+    fn dims(self, config: &ModelConfig) -> (usize, usize) {
         let h = config.hidden_size;
         let q = config.num_heads * config.head_dim;
         let kv = config.num_kv_heads * config.head_dim;
@@ -69,111 +29,6 @@ impl Target {
             Target::Gate | Target::Up => (h, config.intermediate_size),
             Target::Down => (config.intermediate_size, h),
         }
-    }
-}
-
-/// What `adapter_config.json` says, restricted to what we apply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoraConfig {
-    pub rank: usize,
-    pub alpha: f64,
-    pub use_rslora: bool,
-    pub targets: Vec<Target>,
-}
-
-impl LoraConfig {
-    /// PEFT's scaling: alpha / r, or alpha / √r with rsLoRA.
-    pub fn scale(&self) -> f64 {
-        if self.use_rslora {
-            self.alpha / (self.rank as f64).sqrt()
-        } else {
-            self.alpha / self.rank as f64
-        }
-    }
-
-    pub fn from_bytes(file: &Path, bytes: &[u8]) -> Result<Self, ModelError> {
-        let map = parse_json_object(file, bytes)?;
-        let err = |field: &str, reason: String| ModelError::field(file, field, reason);
-        let get = |field: &str| map.get(field).filter(|v| !v.is_null());
-
-        if let Some(kind) = get("peft_type")
-            && kind.as_str() != Some("LORA")
-        {
-            return Err(err("peft_type", format!("{kind} is not a LoRA adapter")));
-        }
-        let rank = get("r")
-            .and_then(Value::as_u64)
-            .filter(|&r| r > 0)
-            .ok_or_else(|| err("r", "missing or not a positive integer".into()))?
-            as usize;
-        let alpha = get("lora_alpha")
-            .and_then(Value::as_f64)
-            .filter(|&a| a > 0.0)
-            .ok_or_else(|| err("lora_alpha", "missing or not a positive number".into()))?;
-        let flag = |field: &str| get(field).and_then(Value::as_bool).unwrap_or(false);
-        for unsupported in ["fan_in_fan_out", "use_dora", "lora_bias"] {
-            if flag(unsupported) {
-                return Err(err(unsupported, "is true, which is not supported".into()));
-            }
-        }
-        if let Some(bias) = get("bias")
-            && bias.as_str() != Some("none")
-        {
-            return Err(err(
-                "bias",
-                format!("{bias} is not supported (only \"none\")"),
-            ));
-        }
-        for pattern in ["rank_pattern", "alpha_pattern"] {
-            if get(pattern)
-                .and_then(Value::as_object)
-                .is_some_and(|m| !m.is_empty())
-            {
-                return Err(err(
-                    pattern,
-                    "per-module ranks or alphas are not supported".into(),
-                ));
-            }
-        }
-        for unsupported in [
-            "layers_to_transform",
-            "modules_to_save",
-            "target_parameters",
-        ] {
-            if get(unsupported).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
-                return Err(err(unsupported, "is set, which is not supported".into()));
-            }
-        }
-        let names: Vec<&str> = match get("target_modules") {
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .ok_or_else(|| err("target_modules", format!("{v} is not a module name")))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(Value::String(one)) => vec![one.as_str()],
-            _ => return Err(err("target_modules", "missing".into())),
-        };
-        let mut targets = Vec::new();
-        for name in names {
-            let target = Target::from_module_name(name).ok_or_else(|| {
-                err(
-                    "target_modules",
-                    format!("`{name}` is not a projection of this architecture (q/k/v/o/gate/up/down_proj)"),
-                )
-            })?;
-            if !targets.contains(&target) {
-                targets.push(target);
-            }
-        }
-        targets.sort_by_key(|t| Target::ALL.iter().position(|a| a == t));
-        Ok(Self {
-            rank,
-            alpha,
-            use_rslora: flag("use_rslora"),
-            targets,
-        })
     }
 }
 
@@ -192,13 +47,6 @@ pub struct AdapterWeights {
     pub name: String,
     pub config: LoraConfig,
     pub pairs: Vec<LoraPair>,
-}
-
-fn key(layer: usize, target: Target, matrix: &str) -> String {
-    format!(
-        "base_model.model.model.layers.{layer}.{}.lora_{matrix}.weight",
-        target.path()
-    )
 }
 
 impl AdapterWeights {
@@ -296,7 +144,10 @@ impl AdapterWeights {
 
     pub fn open_dir(dir: &Path, base: &ModelConfig) -> Result<Self, ModelError> {
         let config_path = dir.join("adapter_config.json");
-        let config = LoraConfig::from_bytes(&config_path, &read_file(&config_path)?)?;
+        let config = LoraConfig::from_bytes(
+            &config_path.display().to_string(),
+            &read_file(&config_path)?,
+        )?;
         let weights = WeightFiles::open_dir(dir, "adapter_model")?;
         let name = dir
             .file_name()
@@ -312,7 +163,7 @@ impl AdapterWeights {
         safetensors: Vec<u8>,
         base: &ModelConfig,
     ) -> Result<Self, ModelError> {
-        let config = LoraConfig::from_bytes(Path::new("adapter_config.json"), config_json)?;
+        let config = LoraConfig::from_bytes(tributary_peft::CONFIG_FILE, config_json)?;
         let weights = WeightFiles::from_bytes(vec![(
             PathBuf::from("adapter_model.safetensors"),
             safetensors,

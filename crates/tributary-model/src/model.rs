@@ -13,7 +13,7 @@ use tributary_sgmv::{
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::kv::{PagedKv, SeqKv};
-use crate::lora::{AdapterWeights, Target};
+use crate::lora::{AdapterWeights, Target, TargetDims};
 use crate::rope::Rope;
 use crate::weights::WeightFiles;
 

@@ -32,6 +32,7 @@ use clap::Args;
 use futures_util::stream;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc as tmpsc, oneshot};
+use tributary_http::{Answer, Conditions};
 use tributary_model::{
     AdapterWeights, ChatMessage, ChatTemplate, Model, SamplingParams, SgmvBackend, StopReason,
     Tokenizer,
@@ -480,7 +481,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"message": self.message, "type": self.kind, "param": null, "code": null}});
+        let body = tributary_http::error_body(self.kind, &self.message);
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -578,9 +579,8 @@ async fn send_file(entry: &FileEntry, headers: &HeaderMap, sent: Arc<AtomicU64>)
     use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
     let hex = entry.sha256_hex();
-    let etag = format!("\"{hex}\"");
     let builder = Response::builder()
-        .header(header::ETAG, &etag)
+        .header(header::ETAG, tributary_http::etag(&hex))
         .header("x-content-sha256", &hex)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "no-cache");
@@ -593,30 +593,25 @@ async fn send_file(entry: &FileEntry, headers: &HeaderMap, sent: Arc<AtomicU64>)
             )
         })
     };
-    // As RFC 9110 orders them: the validator first, then the range.
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| etag_matches(v, &hex))
-    {
-        return reply(builder, StatusCode::NOT_MODIFIED, Body::empty());
-    }
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let conditions = Conditions {
+        if_none_match: header_str(header::IF_NONE_MATCH),
+        if_range: header_str(header::IF_RANGE),
+        range: header_str(header::RANGE),
+    };
     let size = entry.bytes;
-    // If-Range with another tag (or a date; we send no Last-Modified): the whole file.
-    let range_applies = headers
-        .get(header::IF_RANGE)
-        .is_none_or(|v| v.as_bytes() == etag.as_bytes());
-    let range = headers
-        .get(header::RANGE)
-        .filter(|_| range_applies)
-        .and_then(|v| v.to_str().ok())
-        .map_or(Ranged::Whole, |v| parse_range(v, size));
-    let (status, start, len, builder) = match range {
-        Ranged::Whole => (StatusCode::OK, 0, size, builder),
-        Ranged::Unsatisfiable => {
+    let (status, start, len, builder) = match conditions.answer(&hex, size) {
+        Answer::NotModified => return reply(builder, StatusCode::NOT_MODIFIED, Body::empty()),
+        Answer::Whole => (StatusCode::OK, 0, size, builder),
+        Answer::Unsatisfiable => {
             let builder = builder.header(header::CONTENT_RANGE, format!("bytes */{size}"));
             return reply(builder, StatusCode::RANGE_NOT_SATISFIABLE, Body::empty());
         }
-        Ranged::Part(first, last) => (
+        Answer::Part(first, last) => (
             StatusCode::PARTIAL_CONTENT,
             first,
             last - first + 1,
@@ -666,73 +661,6 @@ async fn send_file(entry: &FileEntry, headers: &HeaderMap, sent: Arc<AtomicU64>)
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, len);
     reply(builder, status, Body::from_stream(body))
-}
-
-/// Whether an If-None-Match list names our tag (weakly, as the RFC compares for it), or is `*`.
-fn etag_matches(value: &HeaderValue, hex: &str) -> bool {
-    let Ok(value) = value.to_str() else {
-        return false;
-    };
-    value.split(',').map(str::trim).any(|tag| {
-        tag == "*"
-            || tag
-                .strip_prefix("W/")
-                .unwrap_or(tag)
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                == Some(hex)
-    })
-}
-
-/// What a `Range` header asks of a file of some size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ranged {
-    /// No range, or one we may ignore (another unit, several ranges, bad syntax): RFC 9110 lets
-    /// a server answer those with the whole file.
-    Whole,
-    /// Bytes first..=last.
-    Part(u64, u64),
-    /// Only bytes past the end: 416.
-    Unsatisfiable,
-}
-
-fn parse_range(value: &str, size: u64) -> Ranged {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Ranged::Whole;
-    };
-    let Some((first, last)) = spec.split_once('-').filter(|_| !spec.contains(',')) else {
-        return Ranged::Whole;
-    };
-    // Ok(None) for an empty bound, Err for one that is not a number.
-    let bound = |s: &str| -> Result<Option<u64>, ()> {
-        let s = s.trim();
-        if s.is_empty() {
-            Ok(None)
-        } else if s.bytes().all(|b| b.is_ascii_digit()) {
-            // Too many digits to be a position in any file: past the end.
-            Ok(Some(s.parse().unwrap_or(u64::MAX)))
-        } else {
-            Err(())
-        }
-    };
-    match (bound(first), bound(last)) {
-        (Ok(Some(first)), Ok(last)) if last.is_none_or(|l| l >= first) => {
-            if first < size {
-                Ranged::Part(first, last.map_or(size - 1, |l| l.min(size - 1)))
-            } else {
-                Ranged::Unsatisfiable
-            }
-        }
-        // The last `suffix` bytes.
-        (Ok(None), Ok(Some(suffix))) => {
-            if suffix > 0 && size > 0 {
-                Ranged::Part(size - suffix.min(size), size - 1)
-            } else {
-                Ranged::Unsatisfiable
-            }
-        }
-        _ => Ranged::Whole,
-    }
 }
 
 /// `POST /v1/attribution` with `{model, prompt, text}`: the span attribution of `text` against
@@ -1273,32 +1201,4 @@ fn stream_reply(
     });
     let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
     Sse::new(futures_util::StreamExt::chain(stream, done)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Ranged, parse_range};
-
-    #[test]
-    fn ranges_parse_as_rfc_9110_reads_them() {
-        let cases = [
-            ("bytes=0-9", Ranged::Part(0, 9)),
-            ("bytes=90-", Ranged::Part(90, 99)),
-            ("bytes=90-500", Ranged::Part(90, 99)),
-            ("bytes=-10", Ranged::Part(90, 99)),
-            ("bytes=-500", Ranged::Part(0, 99)),
-            ("bytes=100-", Ranged::Unsatisfiable),
-            ("bytes=99999999999999999999999-", Ranged::Unsatisfiable),
-            ("bytes=-0", Ranged::Unsatisfiable),
-            ("bytes=5-4", Ranged::Whole),
-            ("bytes=0-1,5-6", Ranged::Whole),
-            ("bytes=a-b", Ranged::Whole),
-            ("bytes=-", Ranged::Whole),
-            ("items=0-9", Ranged::Whole),
-        ];
-        for (header, want) in cases {
-            assert_eq!(parse_range(header, 100), want, "{header}");
-        }
-        assert_eq!(parse_range("bytes=0-", 0), Ranged::Unsatisfiable);
-    }
 }

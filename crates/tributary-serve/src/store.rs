@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sha2::{Digest, Sha256};
 use tributary_model::{Adapter, AdapterWeights, Model, ModelError, SgmvBackend};
 use web_time::Instant;
 
@@ -86,20 +85,10 @@ pub enum StoreError {
     },
 }
 
-/// The content hash the store verifies: SHA-256 over the config's length (u64, little-endian),
-/// the config bytes and the safetensors bytes — both files, since the config's rank and alpha
-/// change what the weights do.
-pub fn content_hash(config: &[u8], safetensors: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update((config.len() as u64).to_le_bytes());
-    h.update(config);
-    h.update(safetensors);
-    h.finalize().into()
-}
+/// The content hash the store verifies (the same one the edge worker serves adapters under).
+pub use tributary_peft::content_hash;
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use tributary_peft::hex;
 
 #[derive(Debug)]
 struct Entry<B: SgmvBackend> {
