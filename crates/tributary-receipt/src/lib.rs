@@ -16,8 +16,8 @@ pub use merkle::{
 pub use receipt::{Attribution, Domain, METHOD_GRADIENT, METHOD_SPAN, PPM, Receipt, SignedReceipt};
 pub use verify::{
     AccountProof, AnchorProof, MAX_ATTRIBUTIONS, MAX_BATCH_PROOF, MAX_DATANET_ROOTS,
-    MAX_HEADER_BYTES, MAX_TRIE_NODE_BYTES, MAX_TRIE_PROOF_NODES, ROOTS_SLOT, StorageProof, Trust,
-    TrustedHeader, VerifyError, op_output_root, root_slot, verify,
+    MAX_HEADER_BYTES, MAX_TRIE_NODE_BYTES, MAX_TRIE_PROOF_NODES, Outcome, ROOTS_SLOT, StorageProof,
+    Trust, TrustedHeader, VerifyError, VerifyRequest, op_output_root, root_slot, verify,
 };
 
 /// The alloy types receipts are made of, for callers that do not depend on alloy themselves.

@@ -149,6 +149,73 @@ impl VerifyError {
     }
 }
 
+/// What a verifier answers: the outcome, not an error, when a receipt fails — wallets (pkg/),
+/// the tab and the edge worker all return this one shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub valid: bool,
+    /// The level reached when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<Trust>,
+    /// The step that failed ([`VerifyError::step`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The receipt's EIP-712 digest.
+    pub digest: B256,
+}
+
+impl Outcome {
+    /// [`verify`], as an outcome.
+    pub fn of(signed: &SignedReceipt, anchor: Option<(&AnchorProof, &TrustedHeader)>) -> Self {
+        let digest = signed.digest();
+        match verify(signed, anchor) {
+            Ok(trust) => Self {
+                valid: true,
+                trust: Some(trust),
+                step: None,
+                error: None,
+                digest,
+            },
+            Err(e) => Self {
+                valid: false,
+                trust: None,
+                step: Some(e.step()),
+                error: Some(e.to_string()),
+                digest,
+            },
+        }
+    }
+}
+
+/// A receipt with what may prove it anchored, as a verification service receives it (the
+/// arguments of pkg's `verifyReceipt`, by the same names).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub receipt: SignedReceipt,
+    #[serde(default)]
+    pub proofs: Option<AnchorProof>,
+    #[serde(default)]
+    pub trusted_header: Option<TrustedHeader>,
+}
+
+impl VerifyRequest {
+    /// Proofs without a trusted header (or the reverse) prove nothing: refused as input, not
+    /// silently verified as `Signed`.
+    pub fn outcome(&self) -> Result<Outcome, &'static str> {
+        let anchor = match (&self.proofs, &self.trusted_header) {
+            (Some(p), Some(t)) => Some((p, t)),
+            (None, None) => None,
+            (Some(_), None) => return Err("proofs given without trustedHeader"),
+            (None, Some(_)) => return Err("trustedHeader given without proofs"),
+        };
+        Ok(Outcome::of(&self.receipt, anchor))
+    }
+}
+
 /// The storage slot holding `roots[node][sequence]`.
 pub fn root_slot(node: Address, sequence: u64) -> B256 {
     let inner = keccak256((node, U256::from(ROOTS_SLOT)).abi_encode());

@@ -5,26 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 use tributary_receipt::{
-    AnchorProof, B256, Domain, MerkleTree, Receipt, SignedReceipt, TrustedHeader, receipt_leaf,
+    AnchorProof, B256, Domain, MerkleTree, Outcome, Receipt, SignedReceipt, TrustedHeader,
+    receipt_leaf,
 };
 use wasm_bindgen::prelude::*;
-
-/// What `verifyReceipt` returns.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Outcome {
-    valid: bool,
-    /// "Signed" or "Anchored" when valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trust: Option<tributary_receipt::Trust>,
-    /// The step that failed: signature, weights, batch, header, account or storage.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    step: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// The receipt's EIP-712 digest.
-    digest: B256,
-}
 
 fn input<T: for<'de> Deserialize<'de>>(what: &str, value: JsValue) -> Result<T, JsError> {
     serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("{what}: {e}")))
@@ -54,23 +38,7 @@ pub fn verify_receipt(
         let trusted: TrustedHeader = input("trustedHeader", trusted_header)?;
         Some((proof, trusted))
     };
-    let digest = signed.digest();
-    let outcome = match tributary_receipt::verify(&signed, anchor.as_ref().map(|(p, t)| (p, t))) {
-        Ok(trust) => Outcome {
-            valid: true,
-            trust: Some(trust),
-            step: None,
-            error: None,
-            digest,
-        },
-        Err(e) => Outcome {
-            valid: false,
-            trust: None,
-            step: Some(e.step()),
-            error: Some(e.to_string()),
-            digest,
-        },
-    };
+    let outcome = Outcome::of(&signed, anchor.as_ref().map(|(p, t)| (p, t)));
     output(&outcome)
 }
 
