@@ -1,4 +1,4 @@
-//! `cargo xtask bench model|sgmv|serve|verify`: reports, not tests. Figures are medians of a few runs and are
+//! `cargo xtask bench model|sgmv|serve|verify|attribution|web|edge`: reports, not tests. Figures are medians of a few runs and are
 //! quoted as ratios measured in one run, since these machines are shared and noisy. `model` runs
 //! each engine in its own process on the same random checkpoint; `sgmv` times the SGMV scenarios
 //! of `tributary_bench::sgmv` on lavapipe (or, with `--adapter-from-env`, on whatever wgpu adapter
@@ -21,8 +21,13 @@ pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> 
         "verify" => verify(root),
         "attribution" => attribution(root),
         "web" => web(root),
+        "edge" => {
+            crate::setup::install(root)?;
+            crate::edge::bench(root, &Workspace::read(root)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => bail!(
-            "unknown benchmark `{other}` (available: model, sgmv, serve, verify, attribution, web)"
+            "unknown benchmark `{other}` (available: model, sgmv, serve, verify, attribution, web, edge)"
         ),
     }
 }

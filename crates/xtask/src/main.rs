@@ -5,6 +5,7 @@ mod bench;
 mod chain;
 mod cmd;
 mod demo;
+mod edge;
 mod fixtures;
 mod pkg;
 mod setup;
@@ -38,9 +39,10 @@ enum Command {
     /// `serve` measures the continuous-batching engine's decode throughput across adapters;
     /// `verify` times receipt verification in the wallet package (Node, Chromium) and its size;
     /// `attribution` measures suffix-array builds and span tracing; `web` times the in-tab app
-    /// against native runs and reports its download sizes.
+    /// against native runs and reports its download sizes; `edge` reports the edge worker's
+    /// bundle size, receipt verification time and download throughput under Miniflare.
     Bench {
-        /// What to measure: model, sgmv, serve, verify, attribution or web.
+        /// What to measure: model, sgmv, serve, verify, attribution, web or edge.
         #[arg(default_value = "model")]
         what: String,
         /// sgmv: use the wgpu adapter WGPU_BACKEND / WGPU_ADAPTER_NAME select instead of lavapipe.
@@ -53,6 +55,8 @@ enum Command {
     /// Recompile tributary-chain's Solidity contracts with the pinned solc-js into
     /// crates/tributary-chain/artifacts (committed; `test` checks they are current).
     ChainArtifacts,
+    /// `setup`, then build the edge worker (edge-worker/build) with worker-build, offline.
+    Edge,
     /// `setup`, build, and run the project's main job.
     Demo {
         /// Port for the smoke pages.
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run(&root),
         Command::Test => test::run(&root),
+        Command::Edge => edge::run(&root),
         Command::Bench {
             what,
             adapter_from_env,

@@ -16,7 +16,12 @@ const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1", "chromium",
 /// cargo-fuzz runs on the stable toolchain with `--sanitizer none` (coverage-guided libFuzzer).
 const CARGO_FUZZ: &str = "0.13.1";
 /// Folders with a committed package.json + package-lock.json.
-const NPM_PROJECTS: &[&str] = &["playwright", "crates/tributary-chain/solidity", "pkg"];
+const NPM_PROJECTS: &[&str] = &[
+    "playwright",
+    "crates/tributary-chain/solidity",
+    "pkg",
+    "edge-worker",
+];
 
 pub fn run(root: &Path) -> Result<ExitCode> {
     install(root)?;
@@ -36,6 +41,12 @@ pub fn install(root: &Path) -> Result<()> {
     cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ, false)?;
     // --locked: trunk's own lock file is what builds on this rustc.
     cargo_tool("trunk", "trunk", crate::web::TRUNK, true)?;
+    cargo_tool(
+        "worker-build",
+        "worker-build",
+        crate::edge::WORKER_BUILD,
+        false,
+    )?;
     println!("setup: done");
     Ok(())
 }
@@ -133,6 +144,14 @@ fn npm_ci(project: &Path) -> Result<()> {
     std::fs::write(&stamp, &lock).with_context(|| format!("writing {}", stamp.display()))
 }
 
+/// Beside the project's build folder (CI keeps that between runs when it can).
+fn tools_target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
+        .join("tools")
+}
+
 /// `cargo install` of one exact version, skipped when `binary --version` already reports it.
 /// `locked` only where it is known to resolve: a locked dependency version can be missing from
 /// the registry here (wasm-bindgen-cli's is).
@@ -146,6 +165,14 @@ fn cargo_tool(krate: &str, binary: &str, version: &str, locked: bool) -> Result<
     println!("setup: {krate} {version}: installing (a few minutes)");
     let mut install = cmd::cargo();
     install.args(["install", krate, "--version", &format!("={version}")]);
+    // Tools are built once per machine and only run: one target folder for all of them, so the
+    // dependencies they share (tokio, clap, walrus, …) compile once, and no fat LTO over a
+    // single codegen unit (trunk's own profile), which doubled trunk's build for nothing here.
+    install
+        .arg("--target-dir")
+        .arg(tools_target_dir())
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
     if locked {
         install.arg("--locked");
     }

@@ -27,6 +27,10 @@ const SUITES: &[(&str, Suite)] = &[
         "wallet package pkg/ (tsc, Node tests, interop)",
         crate::pkg::test,
     ),
+    (
+        "edge worker in workerd (worker-build, Miniflare)",
+        crate::edge::test,
+    ),
     ("fuzz the receipt bundle decoder (cargo fuzz, 60 s)", fuzz),
     (
         "browser tests (Playwright, headless Chromium, WebGPU)",
