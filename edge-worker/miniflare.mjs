@@ -12,7 +12,7 @@ export const TOKEN = 'test-upload-token';
 
 /** Starts workerd with the worker; `limits` overrides vars. Storage lives on disk in a temp
  * folder (a 1 GB object must not sit in anyone's memory), removed by `stop`. */
-export async function start({ maxUpload = '48000000' } = {}) {
+export async function start({ maxUpload = '32000000' } = {}) {
   const storage = mkdtempSync(join(tmpdir(), 'tributary-edge-'));
   const r2Buckets = { ADAPTERS: 'tributary-adapters' };
   const mf = new Miniflare({

@@ -15,8 +15,9 @@ use crate::{ApiError, json};
 const INDEX: &str = "ADAPTER_INDEX";
 const BUCKET: &str = "ADAPTERS";
 const TOKEN: &str = "UPLOAD_TOKEN";
-/// When the `MAX_UPLOAD_BYTES` var is absent.
-const DEFAULT_MAX_UPLOAD: u64 = 48_000_000;
+/// When the `MAX_UPLOAD_BYTES` var is absent. An upload is held about three times while it is
+/// checked and stored (the form's copy, ours, R2's), and an isolate has 128 MB.
+const DEFAULT_MAX_UPLOAD: u64 = 32_000_000;
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
@@ -88,10 +89,21 @@ pub async fn manifest(id: &str, env: &Env) -> Result<Response> {
     }
 }
 
-/// `GET /v1/adapters/{id}/{file}`: validators and ranges decided from the manifest (shared rules
-/// with the node), then one ranged R2 read whose stream goes to the client untouched — the
-/// isolate never holds the file, whatever its size.
+#[derive(Debug, Deserialize)]
+struct FileQuery {
+    sha256: Option<String>,
+}
+
+/// `GET /v1/adapters/{id}/{file}[?sha256=]`: validators and ranges decided from the manifest
+/// (shared rules with the node), then one ranged R2 read whose stream goes to the client
+/// untouched — the isolate never holds the file, whatever its size. With `?sha256=` (the URLs the
+/// manifest lists) the URL names its bytes, so the answer is cacheable as immutable, and a hash
+/// that is not the file's is a 404; without it, caches revalidate by ETag.
 pub async fn file(req: &Request, id: &str, name: &str, env: &Env) -> Result<Response> {
+    let pinned = match req.query::<FileQuery>() {
+        Ok(q) => q.sha256,
+        Err(e) => return ApiError::bad_request(format!("query: {e}")).response(),
+    };
     let manifest = match load(id, env).await? {
         Ok(m) => m,
         Err(e) => return e.response(),
@@ -99,6 +111,15 @@ pub async fn file(req: &Request, id: &str, name: &str, env: &Env) -> Result<Resp
     let Some(entry) = manifest.file(name) else {
         return ApiError::not_found(format!("adapter `{id}` has no file `{name}`")).response();
     };
+    if let Some(pinned) = &pinned
+        && parse_sha256(pinned).as_deref() != Some(entry.sha256.as_str())
+    {
+        return ApiError::not_found(format!(
+            "adapter `{id}` has no file `{name}` with sha256 {pinned} (it is {})",
+            entry.sha256
+        ))
+        .response();
+    }
     let headers = Headers::new();
     headers.set("etag", &tributary_http::etag(&entry.sha256))?;
     headers.set("x-content-sha256", &entry.sha256)?;
@@ -106,8 +127,14 @@ pub async fn file(req: &Request, id: &str, name: &str, env: &Env) -> Result<Resp
         headers.set("repr-digest", &digest)?;
     }
     headers.set("accept-ranges", "bytes")?;
-    // Write-once ids: this URL names these bytes for good.
-    headers.set("cache-control", "public, max-age=31536000, immutable")?;
+    headers.set(
+        "cache-control",
+        if pinned.is_some() {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        },
+    )?;
     let content_type = if name.ends_with(".json") {
         "application/json"
     } else {
@@ -128,13 +155,16 @@ pub async fn file(req: &Request, id: &str, name: &str, env: &Env) -> Result<Resp
             return Ok(Response::empty()?.with_status(304).with_headers(headers));
         }
         Answer::Unsatisfiable => {
-            headers.set("content-range", &format!("bytes */{size}"))?;
-            let refusal = ApiError::new(
+            let mut refusal = ApiError::new(
                 416,
                 "invalid_request_error",
                 format!("range outside {size} bytes"),
-            );
-            return Ok(refusal.response()?.with_headers(headers));
+            )
+            .response()?;
+            let h = refusal.headers_mut();
+            h.set("content-range", &format!("bytes */{size}"))?;
+            h.set("etag", &tributary_http::etag(&entry.sha256))?;
+            return Ok(refusal);
         }
         Answer::Whole => {
             headers.set("content-length", &size.to_string())?;
@@ -202,14 +232,14 @@ pub async fn upload(mut req: Request, id: &str, env: &Env) -> Result<Response> {
         }
     };
     if !token_matches(req.headers().get("authorization")?.as_deref(), &secret) {
-        let refusal = ApiError::new(
+        let mut refusal = ApiError::new(
             401,
             "authentication_error",
             "a valid `Authorization: Bearer` token is required to upload",
-        );
-        let headers = Headers::new();
-        headers.set("www-authenticate", "Bearer")?;
-        return Ok(refusal.response()?.with_headers(headers));
+        )
+        .response()?;
+        refusal.headers_mut().set("www-authenticate", "Bearer")?;
+        return Ok(refusal);
     }
     if !valid_id(id) {
         return ApiError::bad_request(format!(
@@ -263,12 +293,13 @@ pub async fn upload(mut req: Request, id: &str, env: &Env) -> Result<Response> {
             None => return ApiError::bad_request(format!("file `{name}` is missing")).response(),
         }
     }
-    let (config, weights) = (&files[0], &files[1]);
-    let checked = match tributary_peft::check(config, weights) {
+    let weights = files.pop().unwrap_or_default();
+    let config = files.pop().unwrap_or_default();
+    let checked = match tributary_peft::check(&config, &weights) {
         Ok(s) => s,
         Err(e) => return ApiError::bad_request(e.to_string()).response(),
     };
-    let actual = tributary_peft::hex(&tributary_peft::content_hash(config, weights));
+    let actual = tributary_peft::hex(&tributary_peft::content_hash(&config, &weights));
     if actual != expected {
         return ApiError::bad_request(format!(
             "field `sha256`: the files hash to {actual}, not {expected}"
@@ -298,26 +329,28 @@ pub async fn upload(mut req: Request, id: &str, env: &Env) -> Result<Response> {
         };
     }
     let hashes = [
-        tributary_peft::sha256(config),
-        tributary_peft::sha256(weights),
+        tributary_peft::sha256(&config),
+        tributary_peft::sha256(&weights),
     ];
-    let bucket = env.bucket(BUCKET)?;
-    for (bytes, hash) in [config, weights].into_iter().zip(&hashes) {
-        // R2 checks the SHA-256 itself, so a blob under a name is never other bytes.
-        bucket
-            .put(blob_key(&tributary_peft::hex(hash)), bytes.clone())
-            .sha256(hash.to_vec())
-            .execute()
-            .await?;
-    }
     let created = Date::now().as_millis() / 1000;
     let manifest = Manifest::new(
         id,
         &checked,
-        (config, weights),
+        actual,
+        (&config, &weights),
         hashes.map(|h| tributary_peft::hex(&h)),
         created,
     );
+    let bucket = env.bucket(BUCKET)?;
+    // Moved, not copied, into R2's call: the isolate holds each file as few times as it can.
+    for (bytes, hash) in [config, weights].into_iter().zip(&hashes) {
+        // R2 checks the SHA-256 itself, so a blob under a name is never other bytes.
+        bucket
+            .put(blob_key(&tributary_peft::hex(hash)), bytes)
+            .sha256(hash.to_vec())
+            .execute()
+            .await?;
+    }
     index
         .put(&index_key(id), serde_json::to_string(&manifest)?)
         .map_err(worker::Error::from)?

@@ -17,6 +17,7 @@
 mod adapters;
 mod manifest;
 
+use futures_util::StreamExt as _;
 use serde::Serialize;
 use worker::{Context, Env, Headers, Method, Request, Response, Result, event};
 
@@ -48,10 +49,17 @@ async fn route(req: Request, env: &Env) -> Result<Result<Response>> {
         }
         (Method::Put, ["v1", "adapters", id]) => adapters::upload(req, id, env).await,
         (Method::Post, ["v1", "receipts", "verify"]) => verify(req).await,
-        (_, ["healthz"] | ["v1", "adapters", ..] | ["v1", "receipts", "verify"]) => ApiError::new(
+        (
+            _,
+            ["healthz"]
+            | ["v1", "adapters"]
+            | ["v1", "adapters", _]
+            | ["v1", "adapters", _, _]
+            | ["v1", "receipts", "verify"],
+        ) => ApiError::new(
             405,
             "invalid_request_error",
-            format!("{method:?} is not allowed on {path}"),
+            format!("{method} is not allowed on {path}"),
         )
         .response(),
         _ => ApiError::not_found(format!("no route {path}")).response(),
@@ -94,12 +102,16 @@ async fn read_limited(
     if declared.is_some_and(|n| n > limit as u64) {
         return Ok(Err(too_big()));
     }
-    let body = req.bytes().await?;
-    Ok(if body.len() > limit {
-        Err(too_big())
-    } else {
-        Ok(body)
-    })
+    // Read by chunks, so a body without a length is cut off at the limit, not held whole first.
+    let mut body = Vec::new();
+    let mut stream = req.stream()?;
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk?);
+        if body.len() > limit {
+            return Ok(Err(too_big()));
+        }
+    }
+    Ok(Ok(body))
 }
 
 /// An error answer in the shape every Tributary endpoint uses.

@@ -58,26 +58,30 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of files that [`tributary_peft::check`] accepted as `checked`.
+    /// The manifest of files that [`tributary_peft::check`] accepted as `checked`; `hash` is
+    /// their content hash.
     pub fn new(
         id: &str,
         checked: &tributary_peft::Summary,
+        hash: String,
         (config, weights): (&[u8], &[u8]),
         file_hashes: [String; 2],
         created: u64,
     ) -> Self {
         let [config_hash, weights_hash] = file_hashes;
+        // The URL pins the content: the worker answers it only with these bytes, so it may be
+        // cached as immutable whatever later happens to the id.
         let entry = |name: &str, sha256: String, bytes: &[u8]| FileEntry {
             name: name.into(),
+            url: format!("/v1/adapters/{id}/{name}?sha256={sha256}"),
             sha256,
             bytes: bytes.len() as u64,
-            url: format!("/v1/adapters/{id}/{name}"),
         };
         Self {
             id: id.into(),
             object: "adapter".into(),
             summary: Summary {
-                hash: tributary_peft::hex(&tributary_peft::content_hash(config, weights)),
+                hash,
                 rank: checked.config.rank,
                 alpha: checked.config.alpha,
                 targets: checked
@@ -106,7 +110,12 @@ impl Manifest {
 /// Constant-time comparison of a presented bearer token with the secret, so response timing
 /// does not reveal how much of a guess was right.
 pub fn token_matches(authorization: Option<&str>, secret: &str) -> bool {
-    let Some(presented) = authorization.and_then(|v| v.strip_prefix("Bearer ")) else {
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let Some(presented) = authorization
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
+    else {
         return false;
     };
     let (a, b) = (presented.trim().as_bytes(), secret.as_bytes());
@@ -149,6 +158,8 @@ mod tests {
     #[test]
     fn tokens_must_match_whole() {
         assert!(token_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(token_matches(Some("bearer s3cret"), "s3cret"));
+        assert!(!token_matches(Some("Basic s3cret"), "s3cret"));
         assert!(!token_matches(Some("Bearer s3cre"), "s3cret"));
         assert!(!token_matches(Some("Bearer s3cretX"), "s3cret"));
         assert!(!token_matches(Some("s3cret"), "s3cret"));

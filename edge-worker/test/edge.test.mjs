@@ -71,11 +71,14 @@ describe('adapters', () => {
       assert.equal(res.status, status, JSON.stringify(res.body));
       assertError(res.body, type, message);
     }
-    const bad = await put(w.url, '..', uploadForm(config, weights, good));
-    assert.equal(bad.status, 404, 'a dot-dot id never reaches the handler as an id');
-    const invalid = await put(w.url, 'a%20b', uploadForm(config, weights, good));
-    assert.equal(invalid.status, 400);
-    assertError(invalid.body, 'invalid_request_error', /id/);
+    for (const id of ['.hidden', 'a%20b']) {
+      const invalid = await put(w.url, id, uploadForm(config, weights, good));
+      assert.equal(invalid.status, 400, id);
+      assertError(invalid.body, 'invalid_request_error', /id/);
+    }
+    const refused = await fetch(`${w.url}/v1/adapters/attn`, { method: 'PUT', body: uploadForm(config, weights, good) });
+    assert.equal(refused.headers.get('www-authenticate'), 'Bearer');
+    assert.match(refused.headers.get('content-type'), /application\/json/);
     assert.deepEqual(await stored(w.mf), { blobs: 0, entries: 0 });
   });
 
@@ -126,6 +129,14 @@ describe('adapters', () => {
     assert.deepEqual(rest.data.map((a) => a.id), ['mlp']);
 
     const url = `${w.url}/v1/adapters/attn/adapter_model.safetensors`;
+    // The manifest's URL pins the bytes by hash: immutable; the bare one revalidates.
+    assert.equal(m.files[1].url, `/v1/adapters/attn/adapter_model.safetensors?sha256=${sha256(weights)}`);
+    const pinned = await fetch(`${w.url}${m.files[1].url}`);
+    assert.ok(Buffer.from(await pinned.arrayBuffer()).equals(weights));
+    assert.equal(pinned.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    const otherHash = await fetch(`${url}?sha256=${sha256(config)}`);
+    assert.equal(otherHash.status, 404);
+    assertError(await otherHash.json(), 'not_found_error', /with sha256/);
     const whole = await fetch(url);
     assert.equal(whole.status, 200);
     assert.ok(Buffer.from(await whole.arrayBuffer()).equals(weights));
@@ -134,7 +145,9 @@ describe('adapters', () => {
     assert.equal(whole.headers.get('x-content-sha256'), sha256(weights));
     assert.equal(whole.headers.get('repr-digest'),
       `sha-256=:${createHash('sha256').update(weights).digest('base64')}:`);
-    assert.match(whole.headers.get('cache-control'), /immutable/);
+    assert.equal(whole.headers.get('cache-control'), 'no-cache');
+    assert.equal(whole.headers.get('access-control-allow-origin'), '*');
+    assert.match(whole.headers.get('access-control-expose-headers'), /content-range/);
     assert.equal(whole.headers.get('content-length'), String(weights.length));
     assert.equal(whole.headers.get('accept-ranges'), 'bytes');
     const cfg = await fetch(`${w.url}/v1/adapters/attn/adapter_config.json`);
@@ -154,18 +167,28 @@ describe('adapters', () => {
     const past = await fetch(url, { headers: { range: `bytes=${n}-` } });
     assert.equal(past.status, 416);
     assert.equal(past.headers.get('content-range'), `bytes */${n}`);
-    await past.body?.cancel();
+    assert.match(past.headers.get('content-type'), /application\/json/);
+    assertError(await past.json(), 'invalid_request_error', /range/);
+    const head = await fetch(url, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(n));
+    assert.equal((await head.arrayBuffer()).byteLength, 0);
+    const preflight = await fetch(url, { method: 'OPTIONS' });
+    assert.equal(preflight.status, 204);
+    assert.match(preflight.headers.get('access-control-allow-headers'), /range/);
 
-    const again = await fetch(url, { headers: { 'if-none-match': etag } });
-    assert.equal(again.status, 304);
-    assert.equal((await again.arrayBuffer()).byteLength, 0);
+    for (const inm of [etag, `"other", ${etag}`, '*']) {
+      const again = await fetch(url, { headers: { 'if-none-match': inm } });
+      assert.equal(again.status, 304, inm);
+      assert.equal((await again.arrayBuffer()).byteLength, 0);
+    }
     const stale = await fetch(url, { headers: { 'if-range': '"old"', range: 'bytes=0-9' } });
     assert.equal(stale.status, 200, 'If-Range with another tag gets the whole file');
     assert.equal((await stale.arrayBuffer()).byteLength, n);
 
     const manifest = await (await fetch(`${w.url}/v1/adapters/attn`)).json();
     assert.deepEqual(manifest, m);
-    for (const path of ['/v1/adapters/nope', '/v1/adapters/attn/other.bin', '/v1/nothing']) {
+    for (const path of ['/v1/adapters/nope', '/v1/adapters/attn/other.bin', '/v1/nothing', '/v1/adapters/a/b/c']) {
       const res = await fetch(`${w.url}${path}`);
       assert.equal(res.status, 404, path);
       assertError(await res.json(), 'not_found_error', /no /);

@@ -122,8 +122,7 @@ impl<B: Backend> Lora<B> {
     /// An existing adapter's factors (the fine-tuned one, whose gradients attribution takes).
     pub fn from_adapter(adapter: &AdapterWeights, base: &ModelConfig, device: &B::Device) -> Self {
         let mut pairs = adapter.pairs.clone();
-        let order = |t: Target| Target::ALL.iter().position(|&x| x == t);
-        pairs.sort_by_key(|p| (p.layer, order(p.target)));
+        pairs.sort_by_key(|p| (p.layer, p.target));
         Self::from_pairs(&pairs, adapter.config.clone(), base, device)
     }
 

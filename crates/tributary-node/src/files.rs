@@ -177,15 +177,7 @@ fn stream(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+pub use tributary_peft::hex;
 
 #[cfg(test)]
 mod tests {

@@ -97,11 +97,16 @@ pub fn tensor_name(layer: usize, target: Target, matrix: &str) -> String {
     )
 }
 
+/// Layer indices at or above this are refused as names.
+pub const MAX_LAYERS: usize = 1 << 16;
+
 /// The inverse of [`tensor_name`]: (layer, target, is_a).
 fn parse_tensor_name(name: &str) -> Option<(usize, Target, bool)> {
     let rest = name.strip_prefix("base_model.model.model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
+    // No model has this many layers; the bound keeps `layer + 1` and counts from overflowing on
+    // names an uploader chose.
+    let layer: usize = layer.parse().ok().filter(|&l| l < MAX_LAYERS)?;
     let (path, matrix) = rest.rsplit_once(".lora_")?;
     let is_a = match matrix {
         "A.weight" => true,
@@ -175,11 +180,12 @@ impl LoraConfig {
         {
             return Err(err("peft_type", format!("{kind} is not a LoRA adapter")));
         }
+        // try_from: on wasm32 a huge `r` must not wrap to a small rank the node would not see.
         let rank = get("r")
             .and_then(Value::as_u64)
             .filter(|&r| r > 0)
-            .ok_or_else(|| err("r", "missing or not a positive integer".into()))?
-            as usize;
+            .and_then(|r| usize::try_from(r).ok())
+            .ok_or_else(|| err("r", "missing or not a positive integer".into()))?;
         let alpha = get("lora_alpha")
             .and_then(Value::as_f64)
             .filter(|&a| a > 0.0)
@@ -269,7 +275,13 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// Lower-case hex, as hashes appear in URLs, ETags and JSON here.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// What a well-formed adapter declares, known without its base model.
@@ -445,6 +457,12 @@ mod tests {
         let mut wrong_rank = adapter(2, 4);
         wrong_rank[0].1 = vec![8, 64];
         assert!(msg(&cfg, wrong_rank).contains("does not have rank r = 4"));
+        let mut far = adapter(1, 4);
+        far.push((
+            tensor_name(1, Target::Q, "A").replace(".1.", &format!(".{}.", usize::MAX)),
+            vec![4, 64],
+        ));
+        assert!(msg(&cfg, far).contains("is not a PEFT LoRA factor name"));
         let mut stray = adapter(1, 4);
         stray.push(("lm_head.weight".into(), vec![4, 4]));
         assert!(msg(&cfg, stray).contains("`lm_head.weight`: is not a PEFT LoRA factor name"));

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::store::{content_hash, hex};
 
 /// The two files of a PEFT adapter, in the order [`content_hash`] takes them.
-const FILES: [&str; 2] = ["adapter_config.json", "adapter_model.safetensors"];
+const FILES: [&str; 2] = [tributary_peft::CONFIG_FILE, tributary_peft::WEIGHTS_FILE];
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
