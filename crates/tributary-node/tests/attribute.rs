@@ -24,11 +24,7 @@ fn run(db: &Path, args: &[&str]) -> Output {
 }
 
 fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

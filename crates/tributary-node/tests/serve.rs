@@ -908,11 +908,7 @@ fn attribution_signs_a_receipt_that_names_the_quoted_contribution() {
         .arg(&model)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let server = serve(&flags);
 
     let quoted = 9;
@@ -985,11 +981,7 @@ fn attribution_signs_a_receipt_that_names_the_quoted_contribution() {
         .arg(&model)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["attribution"], cli);
 

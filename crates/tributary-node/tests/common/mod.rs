@@ -61,3 +61,12 @@ pub fn gpl_datanet(dir: &Path, count: usize, contributors: usize) -> Gpl {
         validator,
     }
 }
+
+/// Asserts a CLI run succeeded, showing its stderr when it did not.
+pub fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
