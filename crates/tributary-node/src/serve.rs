@@ -34,12 +34,12 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 use tributary_http::{Answer, Conditions};
 use tributary_model::{
-    AdapterWeights, ChatMessage, ChatTemplate, Model, SamplingParams, SgmvBackend, StopReason,
-    Tokenizer,
+    AdapterWeights, ChatMessage, ChatTemplate, Model, SgmvBackend, StopReason, Tokenizer,
 };
 use tributary_receipt::{
     Address, B256, Domain, MAX_ATTRIBUTIONS, METHOD_SPAN, Receipt, SignedReceipt, keccak256,
 };
+use tributary_serve::openai::{self, ChunkStream, Reply, Shape};
 use tributary_serve::{
     AdapterSource, AdapterStore, Budgets, Engine, EngineConfig, EngineError, EngineMetrics, Event,
     FetchError, Request, fetch_adapter,
@@ -161,10 +161,9 @@ struct AppState<B: SgmvBackend> {
 impl<B: SgmvBackend> AppState<B> {
     /// The adapter a model id names (`BASE` or `BASE:ADAPTER`); 404 for another base.
     fn resolve(&self, model: &str) -> Result<Option<String>, ApiError> {
-        match model.split_once(':') {
-            None if model == self.base => Ok(None),
-            Some((base, adapter)) if base == self.base => Ok(Some(adapter.to_owned())),
-            _ => Err(ApiError::new(
+        match openai::resolve(model, &self.base) {
+            Some(adapter) => Ok(adapter.map(str::to_owned)),
+            None => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "model_not_found",
                 format!("no model `{model}`; see /v1/models"),
@@ -847,15 +846,8 @@ async fn register<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>, body: Bytes
 }
 
 fn parse_hash(hex: &str) -> Result<[u8; 32], String> {
-    let bad = || format!("`sha256` must be 64 hex digits, got `{hex}`");
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    tributary_peft::parse_sha256_hex(hex)
+        .ok_or_else(|| format!("`sha256` must be 64 hex digits, got `{hex}`"))
 }
 
 async fn metrics_text<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> String {
@@ -889,13 +881,6 @@ async fn metrics_text<B: SgmvBackend>(State(s): State<Arc<AppState<B>>>) -> Stri
         s.files.requests.load(Ordering::Relaxed),
         s.files.bytes.load(Ordering::Relaxed),
     )
-}
-
-/// What the two completion endpoints return: OpenAI's legacy text shape or the chat shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Text,
-    Chat,
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -995,23 +980,7 @@ async fn complete<B: SgmvBackend>(
         Ok(ids) => ids,
         Err(e) => return bad_request(e.to_string()),
     };
-    let max_tokens = v["max_completion_tokens"]
-        .as_u64()
-        .or(v["max_tokens"].as_u64())
-        .unwrap_or(16) as usize;
-    let params = SamplingParams {
-        temperature: v["temperature"].as_f64().unwrap_or(1.0) as f32,
-        top_k: 0,
-        top_p: v["top_p"].as_f64().unwrap_or(1.0) as f32,
-        seed: v["seed"].as_u64().unwrap_or(0),
-        max_tokens,
-        // `ignore_eos` as vLLM spells it: keep going past end-of-sequence.
-        stop_tokens: if v["ignore_eos"].as_bool() == Some(true) {
-            Vec::new()
-        } else {
-            s.eos.clone()
-        },
-    };
+    let params = openai::sampling(v, &s.eos);
     let request = Request {
         adapter,
         prompt: prompt_ids.clone(),
@@ -1024,15 +993,7 @@ async fn complete<B: SgmvBackend>(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let reply = Reply {
-        id: match shape {
-            Shape::Text => format!("cmpl-{}", now.as_nanos()),
-            Shape::Chat => format!("chatcmpl-{}", now.as_nanos()),
-        },
-        created: now.as_secs(),
-        model: model.to_owned(),
-        shape,
-    };
+    let reply = Reply::new(model, shape, now.as_secs(), now.as_nanos());
     if v["stream"].as_bool() == Some(true) {
         return stream_reply(reply, rx, s.tokenizer.clone());
     }
@@ -1052,17 +1013,7 @@ async fn complete<B: SgmvBackend>(
         }
     }
     let text = s.tokenizer.decode(&tokens).unwrap_or_default();
-    let choice = match shape {
-        Shape::Text => {
-            json!({"index": 0, "text": text, "finish_reason": finish(&reason), "token_ids": tokens})
-        }
-        Shape::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
-                              "finish_reason": finish(&reason), "token_ids": tokens}),
-    };
-    let mut body = reply.envelope(false);
-    body["choices"] = json!([choice]);
-    body["usage"] = json!({"prompt_tokens": prompt_ids.len(), "completion_tokens": tokens.len(),
-                           "total_tokens": prompt_ids.len() + tokens.len()});
+    let body = reply.complete(&text, &tokens, prompt_ids.len(), &reason);
     axum::Json(body).into_response()
 }
 
@@ -1083,14 +1034,8 @@ async fn submit<B: SgmvBackend>(
     match id_rx.await {
         Ok(Ok(_)) => Ok(rx),
         Ok(Err(e)) => {
-            let status = match &e {
-                EngineError::UnknownAdapter(_) => StatusCode::NOT_FOUND,
-                EngineError::OverContext(..) | EngineError::OverKvBudget(..) => {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                }
-                EngineError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::BAD_REQUEST,
-            };
+            let status =
+                StatusCode::from_u16(openai::status(&e)).unwrap_or(StatusCode::BAD_REQUEST);
             Err(ApiError::new(
                 status,
                 "invalid_request_error",
@@ -1101,103 +1046,24 @@ async fn submit<B: SgmvBackend>(
     }
 }
 
-fn finish(r: &StopReason) -> &'static str {
-    if *r == StopReason::StopToken {
-        "stop"
-    } else {
-        "length"
-    }
-}
-
-/// The fields every response and chunk of one request share.
-#[derive(Debug, Clone)]
-struct Reply {
-    id: String,
-    created: u64,
-    model: String,
-    shape: Shape,
-}
-
-impl Reply {
-    fn envelope(&self, chunk: bool) -> Value {
-        let object = match (self.shape, chunk) {
-            (Shape::Text, _) => "text_completion",
-            (Shape::Chat, false) => "chat.completion",
-            (Shape::Chat, true) => "chat.completion.chunk",
-        };
-        json!({"id": self.id, "object": object, "created": self.created, "model": self.model})
-    }
-
-    /// One streamed chunk: new text, or the finish reason when `reason` is set.
-    fn chunk(&self, text: &str, first: bool, reason: Option<&str>) -> SseEvent {
-        let choice = match self.shape {
-            Shape::Text => json!({"index": 0, "text": text, "finish_reason": reason}),
-            Shape::Chat => {
-                let delta = match (first, reason) {
-                    (_, Some(_)) => json!({}),
-                    (true, None) => json!({"role": "assistant", "content": text}),
-                    (false, None) => json!({"content": text}),
-                };
-                json!({"index": 0, "delta": delta, "finish_reason": reason})
-            }
-        };
-        let mut body = self.envelope(true);
-        body["choices"] = json!([choice]);
-        SseEvent::default().data(body.to_string())
-    }
-}
-
-/// Server-sent events, one per token, then the finish reason and `[DONE]`. Each token decodes
-/// everything so far and sends what is new, so characters split across tokens come out whole.
+/// Server-sent events, one per token, then the finish reason and `[DONE]`.
 fn stream_reply(
     reply: Reply,
     rx: tmpsc::UnboundedReceiver<Event>,
     tokenizer: Tokenizer,
 ) -> Response {
-    struct St {
-        rx: tmpsc::UnboundedReceiver<Event>,
-        tokens: Vec<u32>,
-        sent: usize,
-        done: bool,
-    }
-    let start = St {
-        rx,
-        tokens: Vec::new(),
-        sent: 0,
-        done: false,
-    };
-    let stream = stream::unfold(start, move |mut st| {
-        let (reply, tokenizer) = (reply.clone(), tokenizer.clone());
-        async move {
-            if st.done {
-                return None;
-            }
-            let event = match st.rx.recv().await? {
-                Event::Token { token, .. } => {
-                    st.tokens.push(token);
-                    let text = tokenizer.decode(&st.tokens).unwrap_or_default();
-                    let delta = if text.len() > st.sent && text.is_char_boundary(st.sent) {
-                        &text[st.sent..]
-                    } else {
-                        ""
-                    };
-                    let e = reply.chunk(delta, st.tokens.len() == 1, None);
-                    st.sent = st.sent.max(text.len());
-                    e
-                }
-                Event::Finished { reason, .. } => {
-                    st.done = true;
-                    reply.chunk("", false, Some(finish(&reason)))
-                }
-                Event::Failed { error, .. } => {
-                    st.done = true;
-                    SseEvent::default().data(
-                        json!({"error": {"message": error, "type": "server_error"}}).to_string(),
-                    )
-                }
-            };
-            Some((Ok::<_, std::convert::Infallible>(event), st))
+    let start = (rx, ChunkStream::new(reply, tokenizer), false);
+    let stream = stream::unfold(start, |(mut rx, mut chunks, done)| async move {
+        if done {
+            return None;
         }
+        let (data, done) = match rx.recv().await? {
+            Event::Token { token, .. } => (chunks.token(token), false),
+            Event::Finished { reason, .. } => (chunks.finished(&reason), true),
+            Event::Failed { error, .. } => (openai::stream_error(&error), true),
+        };
+        let event = SseEvent::default().data(data.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (rx, chunks, done)))
     });
     let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
     Sse::new(futures_util::StreamExt::chain(stream, done)).into_response()

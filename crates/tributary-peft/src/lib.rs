@@ -284,6 +284,19 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// A SHA-256 from 64 hex digits (either case), the inverse of [`hex`]; `None` for anything else.
+pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    // Digits only: `from_str_radix` alone would take "+f" as a byte.
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// What a well-formed adapter declares, known without its base model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -497,6 +510,16 @@ mod tests {
             let _ = check(&cfg, &body);
             let good = config(4, &["q_proj", "v_proj"]);
             let _ = check(&good, &body);
+        }
+
+        /// Hex we write parses back; anything else that is not 64 hex digits is refused.
+        #[test]
+        fn sha256_hex_round_trips(bytes in any::<[u8; 32]>(), junk in ".{0,70}") {
+            prop_assert_eq!(parse_sha256_hex(&hex(&bytes)), Some(bytes));
+            prop_assert_eq!(parse_sha256_hex(&hex(&bytes).to_uppercase()), Some(bytes));
+            let is_hex = junk.len() == 64 && junk.bytes().all(|b| b.is_ascii_hexdigit());
+            prop_assert_eq!(parse_sha256_hex(&junk).is_some(), is_hex);
+            prop_assert_eq!(parse_sha256_hex(&"+f".repeat(32)), None);
         }
 
         /// Names we write parse back to what wrote them.

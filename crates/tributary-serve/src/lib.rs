@@ -10,6 +10,7 @@
 mod engine;
 #[cfg(not(target_arch = "wasm32"))]
 mod fetch;
+pub mod openai;
 mod store;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineMetrics, Event, Request, RequestId};
