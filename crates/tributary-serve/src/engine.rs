@@ -200,9 +200,14 @@ impl<B: SgmvBackend> Engine<B> {
     }
 
     /// Admits what fits, runs one step over every running sequence, and reports what happened.
+    ///
+    /// A sequence that grows past the KV cache stops the youngest running request (it fails;
+    /// the older ones go on), and a step the model cannot run fails the requests in it: either
+    /// way the engine itself keeps serving, and every request it took ends with an event.
     pub async fn step(&mut self) -> Result<Vec<Event>, EngineError> {
         let mut events = Vec::new();
         self.admit(&mut events);
+        self.make_kv_room(&mut events);
         if self.running.is_empty() {
             return Ok(events);
         }
@@ -216,13 +221,31 @@ impl<B: SgmvBackend> Engine<B> {
                 adapter: r.adapter.as_ref(),
             })
             .collect();
-        let logits = model
-            .forward_steps(&mut self.kv, &mut steps)?
-            .into_data_async()
-            .await
-            .map_err(|e| ModelError::Readback(format!("{e:?}")))?
-            .to_vec::<f32>()
-            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+        let logits = match model.forward_steps(&mut self.kv, &mut steps) {
+            Ok(logits) => logits
+                .into_data_async()
+                .await
+                .map_err(|e| ModelError::Readback(format!("{e:?}")))
+                .and_then(|data| {
+                    data.to_vec::<f32>()
+                        .map_err(|e| ModelError::Readback(format!("{e:?}")))
+                }),
+            Err(e) => Err(e),
+        };
+        let logits = match logits {
+            Ok(logits) => logits,
+            Err(e) => {
+                tracing::error!(error = %e, requests = self.running.len(), "engine step failed");
+                for mut r in self.running.drain(..) {
+                    self.kv.release(&mut r.seq);
+                    events.push(Event::Failed {
+                        id: r.id,
+                        error: format!("the model failed: {e}"),
+                    });
+                }
+                return Ok(events);
+            }
+        };
         self.steps += 1;
         let vocab = model.config.vocab_size;
         let context = model.config.max_position_embeddings;
@@ -255,6 +278,33 @@ impl<B: SgmvBackend> Engine<B> {
         }
         self.running = still;
         Ok(events)
+    }
+
+    /// Reserves the blocks each running sequence needs for this step, oldest first; when the
+    /// cache runs out, the youngest running request fails and gives its blocks back (vLLM would
+    /// preempt and recompute it later; a failed request is at least never stuck).
+    fn make_kv_room(&mut self, events: &mut Vec<Event>) {
+        let mut at = 0;
+        while at < self.running.len() {
+            let r = &mut self.running[at];
+            if self.kv.reserve(&mut r.seq, r.input.len()).is_ok() {
+                at += 1;
+                continue;
+            }
+            let mut youngest = self.running.pop().expect("`at` is in range");
+            self.kv.release(&mut youngest.seq);
+            tracing::warn!(request = youngest.id, "KV cache full: request stopped");
+            events.push(Event::Failed {
+                id: youngest.id,
+                error: format!(
+                    "the KV cache ({} blocks of {} positions) is full: this request was stopped \
+                     after {} tokens; ask for fewer tokens or retry later",
+                    self.kv.blocks_total(),
+                    self.kv.block_tokens(),
+                    youngest.generated
+                ),
+            });
+        }
     }
 
     /// Moves waiting requests to running, in order, while a batch slot and KV blocks for the

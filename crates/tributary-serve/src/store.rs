@@ -188,6 +188,25 @@ impl<B: SgmvBackend> AdapterStore<B> {
         self.lock().entries.keys().cloned().collect()
     }
 
+    /// Forgets an adapter and its source; its tiers' bytes are freed, and a request that already
+    /// holds it keeps its pages until it finishes. An edge isolate registers what clients ask for
+    /// and must not keep every adapter's bytes forever.
+    pub fn unregister(&self, name: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let entry = inner
+            .entries
+            .remove(name)
+            .ok_or_else(|| StoreError::Unknown(name.into()))?;
+        if let Some((_, bytes)) = entry.device {
+            inner.metrics.device_bytes -= bytes;
+        }
+        if let Some((_, bytes)) = entry.host {
+            inner.metrics.host_bytes -= bytes;
+        }
+        inner.metrics.registered = inner.entries.len();
+        Ok(())
+    }
+
     /// Pinned adapters are never evicted (and count against the budgets while resident).
     pub fn pin(&self, name: &str, pinned: bool) -> Result<(), StoreError> {
         let mut inner = self.lock();

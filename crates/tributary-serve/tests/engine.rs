@@ -198,3 +198,47 @@ fn bad_requests_are_refused_at_submit_and_the_queue_is_bounded() {
         Err(EngineError::QueueFull(2))
     ));
 }
+
+#[test]
+fn a_full_kv_cache_stops_the_youngest_request_and_the_engine_goes_on() {
+    let model = model("llama-gqa");
+    let store = Arc::new(AdapterStore::new(Arc::clone(&model), ROOMY));
+    // 10 blocks of 4 positions: each request alone fits (≤ 7 blocks), both together do not.
+    let mut engine = Engine::new(Arc::clone(&store), config(10, &model)).unwrap();
+    let params = SamplingParams::greedy(20);
+    let request = |prompt: Vec<u32>| Request {
+        adapter: None,
+        prompt,
+        params: params.clone(),
+    };
+    let old = engine.submit(request(vec![5, 6, 7, 8, 9])).unwrap();
+    let young = engine.submit(request(vec![11, 12])).unwrap();
+    let mut out: BTreeMap<RequestId, (Vec<u32>, Option<StopReason>)> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        if engine.is_idle() {
+            break;
+        }
+        for event in pollster::block_on(engine.step()).unwrap() {
+            match event {
+                Event::Token { id, token } => out.entry(id).or_default().0.push(token),
+                Event::Finished { id, reason } => out.entry(id).or_default().1 = Some(reason),
+                Event::Failed { id, error } => failed.push((id, error)),
+            }
+        }
+    }
+    assert!(engine.is_idle(), "every request ended");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, young);
+    assert!(failed[0].1.contains("KV cache"), "{}", failed[0].1);
+    let alone =
+        pollster::block_on(generate(&model, None, &[5, 6, 7, 8, 9], &params, |_| true)).unwrap();
+    assert_eq!(out[&old].0, alone.tokens, "the older request is untouched");
+    assert_eq!(out[&old].1, Some(StopReason::MaxTokens));
+    assert_eq!(engine.metrics().kv_blocks_used, 0);
+
+    // The engine still serves.
+    let next = engine.submit(request(vec![11, 12])).unwrap();
+    let out = drain(&mut engine, |_, _| {});
+    assert_eq!(out[&next].0.len(), 20);
+}

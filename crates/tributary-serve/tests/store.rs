@@ -201,3 +201,40 @@ fn bad_registrations_and_adapters_for_another_base_are_typed_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unregistered_adapter_frees_its_bytes_but_a_held_handle_still_generates() {
+    let model = model("llama-gqa");
+    let store = AdapterStore::new(Arc::clone(&model), ROOMY);
+    store
+        .register("a", random_adapter(&model, 1), None)
+        .unwrap();
+    let held = store.acquire("a").unwrap();
+    let prompt = [1, 2, 3];
+    let params = SamplingParams::greedy(4);
+    let before =
+        pollster::block_on(generate(&model, Some(&held), &prompt, &params, |_| true)).unwrap();
+
+    store.unregister("a").unwrap();
+    let m = store.metrics();
+    assert_eq!((m.registered, m.device_bytes, m.host_bytes), (0, 0, 0));
+    assert!(!store.contains("a"));
+    assert!(matches!(store.acquire("a"), Err(StoreError::Unknown(_))));
+    assert!(matches!(store.unregister("a"), Err(StoreError::Unknown(_))));
+    // The in-flight request's pages are its own until it lets go of them.
+    let after =
+        pollster::block_on(generate(&model, Some(&held), &prompt, &params, |_| true)).unwrap();
+    assert_eq!(before.tokens, after.tokens);
+    drop(held);
+    assert_eq!(
+        model.adapter_bytes(),
+        0,
+        "the pool frees the pages with the last handle"
+    );
+
+    // The name can be used again.
+    store
+        .register("a", random_adapter(&model, 2), None)
+        .unwrap();
+    store.acquire("a").unwrap();
+}
