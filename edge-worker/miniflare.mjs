@@ -10,9 +10,10 @@ import { execFileSync } from 'node:child_process';
 const build = new URL('./build/', import.meta.url).pathname;
 export const TOKEN = 'test-upload-token';
 
-/** Starts workerd with the worker; `limits` overrides vars. Storage lives on disk in a temp
- * folder (a 1 GB object must not sit in anyone's memory), removed by `stop`. */
-export async function start({ maxUpload = '32000000' } = {}) {
+/** Starts workerd with the worker; `vars` adds to or overrides wrangler.toml's vars. Storage
+ * lives on disk in a temp folder (a 1 GB object must not sit in anyone's memory), removed by
+ * `stop`. */
+export async function start({ maxUpload = '32000000', vars = {} } = {}) {
   const storage = mkdtempSync(join(tmpdir(), 'tributary-edge-'));
   const r2Buckets = { ADAPTERS: 'tributary-adapters' };
   const mf = new Miniflare({
@@ -27,7 +28,7 @@ export async function start({ maxUpload = '32000000' } = {}) {
         compatibilityDate: '2026-07-30',
         r2Buckets,
         kvNamespaces: { ADAPTER_INDEX: 'tributary-adapter-index' },
-        bindings: { UPLOAD_TOKEN: TOKEN, MAX_UPLOAD_BYTES: maxUpload },
+        bindings: { UPLOAD_TOKEN: TOKEN, MAX_UPLOAD_BYTES: maxUpload, ...vars },
       },
       // Writes large test objects into the same local R2 from inside workerd (through
       // Miniflare's Node proxy a gigabyte takes half a minute).
@@ -143,4 +144,52 @@ export function rss(pid, field = 'RssAnon') {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)[1]);
   return kb * 1024;
+}
+
+/** The base's Hugging Face files into the worker's R2, where BASE_MODEL names them. */
+export async function seedBase(w, name, files) {
+  const bucket = await w.mf.getR2Bucket('ADAPTERS');
+  for (const [file, bytes] of Object.entries(files)) await bucket.put(`models/${name}/${file}`, bytes);
+}
+
+/** A Llama checkpoint of the given shape (`base`: a config.json to start from) with small pseudo-random f32 weights (norms 1), as
+ * Hugging Face would write it: config.json and one safetensors file. */
+export function syntheticLlama(base, { hidden, intermediate, layers, heads, vocab }) {
+  const headDim = hidden / heads;
+  const config = {
+    ...base, hidden_size: hidden, intermediate_size: intermediate, num_hidden_layers: layers,
+    num_attention_heads: heads, num_key_value_heads: heads, head_dim: headDim, vocab_size: vocab,
+  };
+  const tensors = [['model.embed_tokens.weight', [vocab, hidden]]];
+  for (let l = 0; l < layers; l++) {
+    const p = `model.layers.${l}.`;
+    for (const m of ['q', 'k', 'v', 'o']) tensors.push([`${p}self_attn.${m}_proj.weight`, [hidden, hidden]]);
+    tensors.push([`${p}mlp.gate_proj.weight`, [intermediate, hidden]], [`${p}mlp.up_proj.weight`, [intermediate, hidden]],
+      [`${p}mlp.down_proj.weight`, [hidden, intermediate]],
+      [`${p}input_layernorm.weight`, [hidden]], [`${p}post_attention_layernorm.weight`, [hidden]]);
+  }
+  tensors.push(['model.norm.weight', [hidden]], ['lm_head.weight', [vocab, hidden]]);
+  const header = {};
+  let offset = 0;
+  for (const [name, shape] of tensors) {
+    const bytes = 4 * shape.reduce((a, b) => a * b, 1);
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const out = Buffer.alloc(8 + json.length + offset);
+  out.writeBigUInt64LE(BigInt(json.length), 0);
+  out.write(json, 8, 'latin1');
+  const data = new Float32Array(out.buffer, out.byteOffset + 8 + json.length, offset / 4);
+  let state = 12345;
+  for (const [name, shape] of tensors) {
+    const [start, end] = header[name].data_offsets.map((o) => o / 4);
+    const norm = shape.length === 1;
+    for (let i = start; i < end; i++) {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      data[i] = norm ? 1 : ((state / 2 ** 32) - 0.5) * 0.04;
+    }
+  }
+  return { config, weights: out };
 }

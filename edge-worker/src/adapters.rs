@@ -65,7 +65,7 @@ pub async fn list(req: &Request, env: &Env) -> Result<Response> {
     )
 }
 
-async fn load(id: &str, env: &Env) -> Result<std::result::Result<Manifest, ApiError>> {
+pub(crate) async fn load(id: &str, env: &Env) -> Result<std::result::Result<Manifest, ApiError>> {
     if !valid_id(id) {
         return Ok(Err(ApiError::not_found(format!("no adapter `{id}`"))));
     }
@@ -247,11 +247,7 @@ pub async fn upload(mut req: Request, id: &str, env: &Env) -> Result<Response> {
         ))
         .response();
     }
-    let limit = env
-        .var("MAX_UPLOAD_BYTES")
-        .ok()
-        .and_then(|v| v.to_string().parse().ok())
-        .unwrap_or(DEFAULT_MAX_UPLOAD);
+    let limit = crate::var_u64(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD);
     let declared = req
         .headers()
         .get("content-length")?

@@ -12,9 +12,12 @@
 //!   behind a bearer token from a secret; checked whole before anything is stored;
 //! - `POST /v1/receipts/verify` — `{receipt, proofs?, trustedHeader?}` in, the wallet's outcome
 //!   (trust level or failing step) out;
-//! - `/healthz`.
+//! - `POST /v1/completions` — OpenAI text completions on the CPU for a small base in R2, with
+//!   this worker's adapters;
+//! - `/healthz` — with the isolate's memory high-water mark.
 
 mod adapters;
+mod completions;
 mod manifest;
 
 use futures_util::StreamExt as _;
@@ -41,7 +44,11 @@ async fn route(req: Request, env: &Env) -> Result<Result<Response>> {
     let method = req.method();
     Ok(match (method.clone(), segments.as_slice()) {
         (Method::Options, _) => preflight(),
-        (Method::Get, ["healthz"]) => json(200, &serde_json::json!({"status": "ok"})),
+        (Method::Get, ["healthz"]) => {
+            let mut health = completions::health();
+            health["status"] = "ok".into();
+            json(200, &health)
+        }
         (Method::Get, ["v1", "adapters"]) => adapters::list(&req, env).await,
         (Method::Get, ["v1", "adapters", id]) => adapters::manifest(id, env).await,
         (Method::Get | Method::Head, ["v1", "adapters", id, file]) => {
@@ -49,13 +56,15 @@ async fn route(req: Request, env: &Env) -> Result<Result<Response>> {
         }
         (Method::Put, ["v1", "adapters", id]) => adapters::upload(req, id, env).await,
         (Method::Post, ["v1", "receipts", "verify"]) => verify(req).await,
+        (Method::Post, ["v1", "completions"]) => completions::completions(req, env).await,
         (
             _,
             ["healthz"]
             | ["v1", "adapters"]
             | ["v1", "adapters", _]
             | ["v1", "adapters", _, _]
-            | ["v1", "receipts", "verify"],
+            | ["v1", "receipts", "verify"]
+            | ["v1", "completions"],
         ) => ApiError::new(
             405,
             "invalid_request_error",
@@ -83,8 +92,16 @@ async fn verify(mut req: Request) -> Result<Response> {
     }
 }
 
+/// A numeric var from wrangler.toml, or `default` when it is absent or not a number.
+pub(crate) fn var_u64(env: &Env, name: &str, default: u64) -> u64 {
+    env.var(name)
+        .ok()
+        .and_then(|v| v.to_string().parse().ok())
+        .unwrap_or(default)
+}
+
 /// The body, refused with 413 past `limit` whether or not the client declared its length.
-async fn read_limited(
+pub(crate) async fn read_limited(
     req: &mut Request,
     limit: usize,
 ) -> Result<std::result::Result<Vec<u8>, ApiError>> {
@@ -123,7 +140,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -131,19 +148,19 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, "not_found_error", message)
     }
 
-    fn server(message: impl Into<String>) -> Self {
+    pub(crate) fn server(message: impl Into<String>) -> Self {
         Self::new(500, "server_error", message)
     }
 
-    fn response(&self) -> Result<Response> {
+    pub(crate) fn response(&self) -> Result<Response> {
         json(
             self.status,
             &tributary_http::error_body(self.kind, &self.message),
@@ -151,7 +168,7 @@ impl ApiError {
     }
 }
 
-fn json(status: u16, value: &impl Serialize) -> Result<Response> {
+pub(crate) fn json(status: u16, value: &impl Serialize) -> Result<Response> {
     Ok(Response::from_json(value)?.with_status(status))
 }
 
