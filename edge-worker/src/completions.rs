@@ -735,8 +735,9 @@ mod tests {
         }
     }
 
-    /// Miniflare does not pass a client's disconnect on to the worker's stream within a short
-    /// answer, so the path a cancelled stream takes — the runtime drops it — is tested here.
+    /// The path a cancelled stream takes (the runtime drops it) is tested here, not through
+    /// Miniflare: workerd since 1.20260619 no longer cancels a streamed body when its client
+    /// disconnects (workerd#6832, open), so a stream whose client left runs to its end there.
     #[test]
     fn a_dropped_request_is_cancelled_and_its_blocks_freed() {
         let base = fixture();

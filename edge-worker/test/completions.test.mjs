@@ -3,7 +3,7 @@
 // transformers' (+ PEFT's) reference tokens, alone, streamed and all at once; bad requests and
 // models or adapters over the budgets refused with the node's JSON errors; and a base near the
 // default memory budget loads and runs within 128 MB. (A dropped stream's cancellation is tested
-// in src/completions.rs: Miniflare does not pass a client's disconnect on within a short answer.)
+// in src/completions.rs: this workerd does not cancel a streamed body on disconnect, workerd#6832.)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
