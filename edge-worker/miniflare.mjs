@@ -26,6 +26,7 @@ export async function start({ maxUpload = '32000000', vars = {} } = {}) {
         ],
         modulesRoot: build,
         compatibilityDate: '2026-07-30',
+        compatibilityFlags: ['enable_request_signal'],
         r2Buckets,
         kvNamespaces: { ADAPTER_INDEX: 'tributary-adapter-index' },
         bindings: { UPLOAD_TOKEN: TOKEN, MAX_UPLOAD_BYTES: maxUpload, ...vars },

@@ -73,9 +73,9 @@ struct Base {
     eos: Vec<u32>,
     store: Arc<AdapterStore<NdArray>>,
     engine: Mutex<Engine<NdArray>>,
-    /// Events of requests in flight, waiting for their response streams to take them.
-    queues: RefCell<HashMap<RequestId, VecDeque<Event>>>,
-    /// Requests whose clients went away; cancelled before the next step.
+    /// Requests in flight: their events, waiting for their response streams to take them.
+    live: RefCell<HashMap<RequestId, Live>>,
+    /// Requests whose clients went away; cancelled (and forgotten) before the next step.
     dropped: RefCell<Vec<RequestId>>,
     /// Registered adapters with their source bytes, least recently asked for first.
     registered: RefCell<VecDeque<(String, u64)>>,
@@ -83,6 +83,58 @@ struct Base {
     in_use: RefCell<HashMap<String, usize>>,
     /// What loading took: safetensors bytes + f32 tensor bytes.
     load_bytes: u64,
+}
+
+/// What the isolate keeps of one request in flight.
+struct Live {
+    events: VecDeque<Event>,
+    adapter: Option<String>,
+    /// Set while the client's request signal can still abort it.
+    _watch: Option<Watch>,
+}
+
+/// An `abort` listener on a request's signal (compatibility flag `enable_request_signal`): it
+/// records the request as dropped. Needed because the workerd of our tests (1.20260730) no longer
+/// cancels a streamed body when its client disconnects (workerd#6832): the stream is simply not
+/// pulled again, so without the signal a request whose client left would run to its end.
+struct Watch {
+    signal: worker::AbortSignal,
+    listener: wasm_bindgen::closure::Closure<dyn FnMut()>,
+    fired: Rc<std::cell::Cell<bool>>,
+}
+
+impl Watch {
+    fn new(signal: worker::AbortSignal, id: RequestId, base: &Rc<Base>) -> Self {
+        use wasm_bindgen::JsCast as _;
+        let fired = Rc::new(std::cell::Cell::new(false));
+        let (flag, weak) = (Rc::clone(&fired), Rc::downgrade(base));
+        // Runs in the aborted request's own context and touches only Rust state.
+        let listener = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+            flag.set(true);
+            if let Some(base) = weak.upgrade() {
+                base.dropped.borrow_mut().push(id);
+            }
+        });
+        let _ = signal.add_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
+        Self {
+            signal,
+            listener,
+            fired,
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        use wasm_bindgen::JsCast as _;
+        // A fired listener is done; one that did not fire is removed before its closure goes.
+        if !self.fired.get() {
+            let _ = self.signal.remove_event_listener_with_callback(
+                "abort",
+                self.listener.as_ref().unchecked_ref(),
+            );
+        }
+    }
 }
 
 thread_local! {
@@ -185,7 +237,8 @@ pub async fn completions(mut req: Request, env: &Env) -> Result<Response> {
         prompt: prompt_ids.clone(),
         params: openai::sampling(&v, &base.eos),
     };
-    let mut pending = match Base::submit(&base, request).await {
+    let signal = worker::AbortSignal::from(req.inner().signal());
+    let mut pending = match Base::submit(&base, request, Some(signal)).await {
         Ok(pending) => pending,
         Err(e) => {
             return ApiError::new(openai::status(&e), "invalid_request_error", e.to_string())
@@ -252,7 +305,6 @@ fn stream_reply(pending: Pending, chunks: ChunkStream) -> Result<Response> {
 struct Pending {
     base: Rc<Base>,
     id: RequestId,
-    adapter: Option<String>,
     done: bool,
 }
 
@@ -261,12 +313,13 @@ impl Pending {
     /// is one.
     async fn next(&mut self) -> std::result::Result<Event, String> {
         loop {
-            let event = self
-                .base
-                .queues
-                .borrow_mut()
-                .get_mut(&self.id)
-                .and_then(VecDeque::pop_front);
+            let event = match self.base.live.borrow_mut().get_mut(&self.id) {
+                Some(live) => live.events.pop_front(),
+                None => {
+                    self.done = true;
+                    return Err("the request was cancelled".into());
+                }
+            };
             if let Some(event) = event {
                 if !matches!(event, Event::Token { .. }) {
                     self.end(false);
@@ -280,10 +333,10 @@ impl Pending {
                 Ok(idle) => {
                     let empty = self
                         .base
-                        .queues
+                        .live
                         .borrow()
                         .get(&self.id)
-                        .is_none_or(VecDeque::is_empty);
+                        .is_none_or(|live| live.events.is_empty());
                     if idle && empty {
                         // Every request the engine takes ends with an event; never spin.
                         self.end(true);
@@ -298,25 +351,15 @@ impl Pending {
         }
     }
 
-    /// Leaves the engine: its queue goes, its adapter is no longer in use, and unless it ended
-    /// there, it is cancelled before the next step.
+    /// Leaves the engine: unless it ended there, it is cancelled before the next step.
     fn end(&mut self, cancel: bool) {
         if self.done {
             return;
         }
         self.done = true;
-        self.base.queues.borrow_mut().remove(&self.id);
+        self.base.forget(self.id);
         if cancel {
             self.base.dropped.borrow_mut().push(self.id);
-        }
-        if let Some(name) = &self.adapter {
-            let mut in_use = self.base.in_use.borrow_mut();
-            if let Some(n) = in_use.get_mut(name) {
-                *n -= 1;
-                if *n == 0 {
-                    in_use.remove(name);
-                }
-            }
         }
     }
 }
@@ -362,7 +405,7 @@ impl Base {
             eos,
             store,
             engine: Mutex::new(engine),
-            queues: RefCell::default(),
+            live: RefCell::default(),
             dropped: RefCell::default(),
             registered: RefCell::default(),
             in_use: RefCell::default(),
@@ -371,22 +414,45 @@ impl Base {
     }
 
     /// Queues a request with the shared engine; its events come from the returned handle.
+    /// `signal` (the client's request signal) cancels the request when it aborts.
     async fn submit(
         base: &Rc<Self>,
         request: EngineRequest,
+        signal: Option<worker::AbortSignal>,
     ) -> std::result::Result<Pending, EngineError> {
         let adapter = request.adapter.clone();
         let id = base.engine.lock().await.submit(request)?;
-        base.queues.borrow_mut().insert(id, VecDeque::new());
         if let Some(name) = &adapter {
             *base.in_use.borrow_mut().entry(name.clone()).or_default() += 1;
         }
+        let live = Live {
+            events: VecDeque::new(),
+            adapter,
+            _watch: signal.map(|signal| Watch::new(signal, id, base)),
+        };
+        base.live.borrow_mut().insert(id, live);
         Ok(Pending {
             base: Rc::clone(base),
             id,
-            adapter,
             done: false,
         })
+    }
+
+    /// Drops what the isolate keeps of a request (idempotent): its events, its listener, its
+    /// claim on its adapter.
+    fn forget(&self, id: RequestId) {
+        let Some(live) = self.live.borrow_mut().remove(&id) else {
+            return;
+        };
+        if let Some(name) = &live.adapter {
+            let mut in_use = self.in_use.borrow_mut();
+            if let Some(n) = in_use.get_mut(name) {
+                *n -= 1;
+                if *n == 0 {
+                    in_use.remove(name);
+                }
+            }
+        }
     }
 
     /// One engine step for every request in flight; each event goes to its request's queue.
@@ -395,17 +461,18 @@ impl Base {
         let mut engine = self.engine.lock().await;
         for id in self.dropped.take() {
             engine.cancel(id);
+            self.forget(id);
         }
         let events = engine.step().await.map_err(|e| e.to_string())?;
-        let mut queues = self.queues.borrow_mut();
+        let mut live = self.live.borrow_mut();
         for event in events {
             let id = match &event {
                 Event::Token { id, .. } | Event::Finished { id, .. } | Event::Failed { id, .. } => {
                     *id
                 }
             };
-            if let Some(queue) = queues.get_mut(&id) {
-                queue.push_back(event);
+            if let Some(live) = live.get_mut(&id) {
+                live.events.push_back(event);
             }
         }
         Ok(engine.is_idle())
@@ -735,15 +802,16 @@ mod tests {
         }
     }
 
-    /// The path a cancelled stream takes (the runtime drops it) is tested here, not through
-    /// Miniflare: workerd since 1.20260619 no longer cancels a streamed body when its client
-    /// disconnects (workerd#6832, open), so a stream whose client left runs to its end there.
+    /// The path a stream the runtime drops takes (the JS tests cover the request signal's:
+    /// workerd since 1.20260619 no longer drops a streamed body when its client disconnects,
+    /// workerd#6832).
     #[test]
     fn a_dropped_request_is_cancelled_and_its_blocks_freed() {
         let base = fixture();
         let mut long =
-            pollster::block_on(Base::submit(&base, request(vec![5, 6, 7], 200))).unwrap();
-        let mut short = pollster::block_on(Base::submit(&base, request(vec![8, 9], 5))).unwrap();
+            pollster::block_on(Base::submit(&base, request(vec![5, 6, 7], 200), None)).unwrap();
+        let mut short =
+            pollster::block_on(Base::submit(&base, request(vec![8, 9], 5), None)).unwrap();
         for _ in 0..3 {
             assert!(matches!(
                 pollster::block_on(long.next()),
@@ -768,7 +836,7 @@ mod tests {
             "the dropped request ran on: {} tokens",
             m.tokens
         );
-        assert!(base.queues.borrow().is_empty());
+        assert!(base.live.borrow().is_empty());
     }
 
     /// An adapter a request in flight uses is counted until that request ends, however it ends.
@@ -790,8 +858,8 @@ mod tests {
             adapter: Some("a".into()),
             ..request(vec![5], n)
         };
-        let mut one = pollster::block_on(Base::submit(&base, with(2))).unwrap();
-        let two = pollster::block_on(Base::submit(&base, with(2))).unwrap();
+        let mut one = pollster::block_on(Base::submit(&base, with(2), None)).unwrap();
+        let two = pollster::block_on(Base::submit(&base, with(2), None)).unwrap();
         assert_eq!(base.in_use.borrow().get("a"), Some(&2));
         drop(two);
         assert_eq!(base.in_use.borrow().get("a"), Some(&1));

@@ -2,8 +2,9 @@
 // fixture as the base in local R2 and adapters uploaded through the worker; greedy tokens equal
 // transformers' (+ PEFT's) reference tokens, alone, streamed and all at once; bad requests and
 // models or adapters over the budgets refused with the node's JSON errors; and a base near the
-// default memory budget loads and runs within 128 MB. (A dropped stream's cancellation is tested
-// in src/completions.rs: this workerd does not cancel a streamed body on disconnect, workerd#6832.)
+// default memory budget loads and runs within 128 MB; a client that goes away mid-stream stops its
+// generation (through the request signal: this workerd does not cancel a streamed body on
+// disconnect, workerd#6832) and frees its KV blocks.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -138,6 +139,32 @@ describe('completions on the CPU', () => {
     assertError({ status: res.status, body: await res.json() }, 400, 'invalid_request_error', /not valid JSON/);
     const get = await fetch(`${w.url}/v1/completions`);
     assert.equal(get.status, 405);
+  });
+
+  test('a client that goes away mid-stream stops its generation and frees its KV blocks', async () => {
+    await complete(w.url, greedy('llama-gqa', 'Hello', 1)); // the base is loaded
+    const before = (await health(w.url)).base.engine.tokens;
+    const controller = new AbortController();
+    const res = await fetch(`${w.url}/v1/completions`, {
+      method: 'POST', signal: controller.signal,
+      body: JSON.stringify({ ...greedy('llama-gqa:attn', 'Hello', 240), stream: true }),
+    });
+    const reader = res.body.getReader();
+    await reader.read();
+    controller.abort();
+    await reader.closed.catch(() => {});
+    // The request is cancelled before the next step, which the next request runs.
+    let engine;
+    for (let i = 0; i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      const next = await complete(w.url, greedy('llama-gqa', 'Hello', 1));
+      assert.equal(next.status, 200);
+      engine = (await health(w.url)).base.engine;
+      if (engine.running === 0) break;
+    }
+    assert.deepEqual([engine.running, engine.waiting, engine.kv_blocks_used], [0, 0, 0], JSON.stringify(engine));
+    // Stopped, not run to its end: the stream asked for 240 tokens.
+    assert.ok(engine.tokens - before < 200, `${engine.tokens - before} tokens generated`);
   });
 
   test('the isolate stays far inside 128 MB', async () => {
