@@ -40,12 +40,12 @@ const BUCKET: &str = "ADAPTERS";
 const MAX_BODY: usize = 64 * 1024;
 /// When `MODEL_MEMORY_BYTES` is absent: what loading the base may take (its safetensors bytes
 /// and its f32 tensors, both held while the tensors are built).
-pub const DEFAULT_MODEL_MEMORY: u64 = 64_000_000;
+const DEFAULT_MODEL_MEMORY: u64 = 64_000_000;
 /// When `ADAPTER_MEMORY_BYTES` is absent: each of the three places an adapter lives (its files,
 /// its parsed weights, its pages in the SGMV pool) is held within this.
-pub const DEFAULT_ADAPTER_MEMORY: u64 = 8_000_000;
+const DEFAULT_ADAPTER_MEMORY: u64 = 8_000_000;
 /// The paged KV cache, all layers.
-pub const KV_BYTES: u64 = 8 << 20;
+const KV_BYTES: u64 = 8 << 20;
 /// Safetensors caps its JSON header at 100 MB; a longer one is a broken file, not a big model
 /// (and no header longer than the model budget is read at all).
 const MAX_HEADER: u64 = 100_000_000;
