@@ -1,6 +1,6 @@
 // Runs the matvec kernel over WebGPU on a few odd shapes and reports the error against the Rust
 // CPU reference. `window.smoke` exposes the same entry points to the Playwright tests.
-import init, { Gpu, matvecReference, maxRelativeError } from './pkg/tributary_wasm.js';
+import init, { Gpu, matvecReference, maxRelativeError } from './pkg/smoke.js';
 import { runPage } from './page.js';
 
 export const TOLERANCE = 1e-5;

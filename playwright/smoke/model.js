@@ -1,6 +1,6 @@
 // Loads a fixture checkpoint and adapter into the wasm model over WebGPU and runs greedy
 // generation; `window.modelSmoke` lets the Playwright test run its own cases.
-import init, { BrowserModel } from './pkg/tributary_wasm.js';
+import init, { BrowserModel } from './pkg/smoke.js';
 import { runPage } from './page.js';
 
 const FIXTURE = 'llama-gqa';

@@ -1,5 +1,5 @@
 // Runs a few SGMV batches over WebGPU; `window.sgmvSmoke` exposes the same entry point to the tests.
-import init, { sgmvCheck } from './pkg/tributary_wasm.js';
+import init, { sgmvCheck } from './pkg/smoke.js';
 import { runPage } from './page.js';
 
 export const TOLERANCE = 1e-4;

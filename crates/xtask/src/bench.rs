@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::cmd::{self, Workspace};
+use crate::setup::Tool;
 use crate::smoke;
 
 pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> {
@@ -22,7 +23,7 @@ pub fn run(root: &Path, what: &str, adapter_from_env: bool) -> Result<ExitCode> 
         "attribution" => attribution(root),
         "web" => web(root),
         "edge" => {
-            crate::setup::install(root)?;
+            crate::setup::install(root, &[Tool::WasmBindgen, Tool::WorkerBuild])?;
             crate::edge::bench(root, &Workspace::read(root)?)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -183,7 +184,7 @@ fn serve(root: &Path) -> Result<ExitCode> {
 /// Span attribution: suffix-array build throughput (one core), index bytes per token, and the
 /// trace latency of a 450-token output against 100M tokens of repeated real text.
 fn attribution(root: &Path) -> Result<ExitCode> {
-    crate::setup::install(root)?;
+    crate::setup::install(root, &[])?;
     let ws = Workspace::read(root)?;
     let bin = build_bench(root, &ws, "bench-attribution")?;
     let model = root.join("crates/tributary-model/tests/fixtures/llama-gqa");
@@ -271,7 +272,7 @@ fn attribution(root: &Path) -> Result<ExitCode> {
 
 /// The wallet package: one receipt verified to `Anchored` in Node and in Chromium, and its size.
 fn verify(root: &Path) -> Result<ExitCode> {
-    crate::setup::install(root)?;
+    crate::setup::install(root, &[Tool::WasmBindgen])?;
     let ws = Workspace::read(root)?;
     crate::pkg::build(root, &ws)?;
     let pkg = smoke::build(root, &ws)?;
@@ -313,9 +314,9 @@ fn verify(root: &Path) -> Result<ExitCode> {
 /// The in-tab app (SwiftShader WebGPU and the wasm CPU fallback) against native `tributary run`
 /// (CPU and lavapipe) on the fixture model, and the app's download sizes.
 fn web(root: &Path) -> Result<ExitCode> {
-    crate::setup::install(root)?;
+    crate::setup::install(root, &[Tool::WasmBindgen, Tool::Trunk])?;
     let ws = Workspace::read(root)?;
-    let mut node = crate::web::playwright(root, &ws)?;
+    let mut node = crate::web::playwright(root, &ws, crate::web::NodeBuild::Alone)?;
     let r = run_json(
         node.arg("bench-app.mjs")
             .env("VK_ICD_FILENAMES", cmd::lavapipe_icd()?),

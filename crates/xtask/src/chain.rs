@@ -23,7 +23,7 @@ fn compile(root: &Path, out: Option<&Path>) -> Result<()> {
 }
 
 pub fn regenerate(root: &Path) -> Result<ExitCode> {
-    crate::setup::install(root)?;
+    crate::setup::install(root, &[])?;
     compile(root, None)?;
     println!("chain-artifacts: written to {ARTIFACTS}");
     Ok(ExitCode::SUCCESS)

@@ -38,17 +38,65 @@ pub fn probe(cmd: &mut Command) -> Option<String> {
 }
 
 pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    lint_builds(&mut cargo);
+    cargo
 }
 
-/// Where `cargo install` puts binaries, so a freshly installed tool is found even when that
-/// directory is not on PATH.
-pub fn cargo_bin(tool: &str) -> PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
+/// clippy-driver, once [`lint_every_build`] has found it.
+static CLIPPY_DRIVER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// From now on every cargo build of a workspace crate — tests, binaries, wasm32 release builds,
+/// also those trunk and worker-build start — compiles it with clippy-driver as the workspace
+/// wrapper and warnings denied, as `cargo clippy -- -D warnings` would lint it. `cargo clippy`
+/// only checks: its dependency metadata is a second compilation of every dependency, which
+/// no build reuses (14 minutes of a cold run on two cores); linting inside the builds that the
+/// tests need anyway costs nothing extra. Dependencies are compiled by plain rustc as before.
+pub fn lint_every_build() -> Result<()> {
+    let sysroot = probe(Command::new("rustc").args(["--print", "sysroot"]))
+        .context("`rustc --print sysroot` failed")?;
+    let driver = Path::new(sysroot.trim()).join("bin/clippy-driver");
+    if !driver.exists() {
+        bail!(
+            "{} is missing: `rustup component add clippy` (cargo xtask setup does it)",
+            driver.display()
+        );
+    }
+    let _ = CLIPPY_DRIVER.set(driver);
+    Ok(())
+}
+
+/// The environment [`lint_every_build`] turned on, for a command that runs cargo itself (trunk,
+/// worker-build); the same for every build, so one build's output stays fresh for the next.
+pub fn lint_builds(command: &mut Command) -> &mut Command {
+    if let Some(driver) = CLIPPY_DRIVER.get() {
+        // clippy-driver reads its own arguments from CLIPPY_ARGS, each followed by this
+        // separator (what `cargo clippy -- -D warnings` sets).
+        command.env("RUSTC_WORKSPACE_WRAPPER", driver).env(
+            "CLIPPY_ARGS",
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+        );
+    }
+    command
+}
+
+/// Where `cargo install` puts binaries: `CARGO_INSTALL_ROOT/bin` when set (a cold check points
+/// it at an empty folder), else `CARGO_HOME/bin`.
+pub fn install_bin_dir() -> PathBuf {
+    if let Some(root) = std::env::var_os("CARGO_INSTALL_ROOT") {
+        return PathBuf::from(root).join("bin");
+    }
+    std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
-        .unwrap_or_else(|| PathBuf::from(".cargo"));
-    let installed = home.join("bin").join(tool);
+        .unwrap_or_else(|| PathBuf::from(".cargo"))
+        .join("bin")
+}
+
+/// A tool in [`install_bin_dir`], so a freshly installed tool is found even when that directory
+/// is not on PATH.
+pub fn cargo_bin(tool: &str) -> PathBuf {
+    let installed = install_bin_dir().join(tool);
     if installed.exists() {
         installed
     } else {
@@ -96,14 +144,71 @@ impl Workspace {
     }
 }
 
-impl Workspace {
-    /// `-p NAME` for every wasm32 crate.
-    pub fn wasm_packages(&self) -> Vec<String> {
-        self.wasm_crates
-            .iter()
-            .flat_map(|c| ["-p".to_owned(), c.clone()])
-            .collect()
+/// The wasm32 crates (of [`Workspace::wasm_crates`]) that none of `roots` depends on, directly
+/// or not, through normal dependencies for wasm32: no release build of a root compiles them.
+pub fn wasm_crates_outside(root: &Path, ws: &Workspace, roots: &[&str]) -> Result<Vec<String>> {
+    let out = cargo()
+        .current_dir(root)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            "wasm32-unknown-unknown",
+        ])
+        .output()
+        .context("could not run `cargo metadata`")?;
+    if !out.status.success() {
+        bail!(
+            "`cargo metadata` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("`cargo metadata` printed bad JSON")?;
+    let name_of = |id: &str| -> Option<String> {
+        meta["packages"]
+            .as_array()?
+            .iter()
+            .find(|p| p["id"].as_str() == Some(id))
+            .and_then(|p| p["name"].as_str().map(str::to_owned))
+    };
+    let nodes = meta["resolve"]["nodes"]
+        .as_array()
+        .context("`cargo metadata` has no resolve graph")?;
+    let mut reached: Vec<String> = Vec::new();
+    let mut queue: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .filter(|id| name_of(id).is_some_and(|n| roots.contains(&n.as_str())))
+        .map(str::to_owned)
+        .collect();
+    while let Some(id) = queue.pop() {
+        if reached.contains(&id) {
+            continue;
+        }
+        let node = nodes.iter().find(|n| n["id"].as_str() == Some(id.as_str()));
+        for dep in node
+            .and_then(|n| n["deps"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()));
+            if let (true, Some(dep_id)) = (normal, dep["pkg"].as_str()) {
+                queue.push(dep_id.to_owned());
+            }
+        }
+        reached.push(id);
+    }
+    let reached: Vec<String> = reached.iter().filter_map(|id| name_of(id)).collect();
+    Ok(ws
+        .wasm_crates
+        .iter()
+        .filter(|c| !reached.contains(c))
+        .cloned()
+        .collect())
 }
 
 /// The version of `package` that Cargo.lock pins (the first one, if several).
@@ -143,12 +248,31 @@ pub fn lavapipe_icd() -> Result<PathBuf> {
     })
 }
 
-/// Release wasm32 builds of every wasm crate in one cargo invocation: the same package set as the
-/// wasm32 suite, since building one crate alone would unify features (burn's, getrandom's)
-/// differently and rebuild them on every run.
-pub fn build_wasm_release(root: &Path, ws: &Workspace) -> Result<()> {
-    run(cargo()
+/// A release wasm32 build of one package (and one of its binaries, or its library), selected
+/// alone as trunk and worker-build select theirs, so that every build of the same package unifies
+/// features the same way and reuses the others' compiled dependencies. Returns the `.wasm` file.
+pub fn build_wasm_release(
+    root: &Path,
+    ws: &Workspace,
+    package: &str,
+    bin: Option<&str>,
+) -> Result<PathBuf> {
+    let mut build = cargo();
+    build
         .current_dir(root)
         .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
-        .args(ws.wasm_packages()))
+        .args(["-p", package]);
+    match bin {
+        Some(bin) => build.args(["--bin", bin]),
+        None => build.arg("--lib"),
+    };
+    run(&mut build)?;
+    Ok(wasm_release_file(ws, bin.unwrap_or(package)))
+}
+
+/// Where cargo leaves the release `.wasm` of a library or binary target.
+pub fn wasm_release_file(ws: &Workspace, target: &str) -> PathBuf {
+    ws.target_dir
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", target.replace('-', "_")))
 }

@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Workspace};
-use crate::setup;
+use crate::setup::{self, Tool};
 
 /// Stops a server when the demo ends, however it ends: SIGTERM first, so a `node` script can stop
 /// the `tributary serve` it started, then SIGKILL if it is still there.
@@ -74,10 +74,11 @@ fn ask(url: &str, path: &str, body: &str) -> Result<String> {
 }
 
 pub fn run(root: &Path, port: u16, api_port: u16, once: bool) -> Result<ExitCode> {
-    setup::install(root)?;
+    // The demo builds the app and the smoke pages; it needs no fuzzer and no edge build.
+    setup::install(root, &[Tool::WasmBindgen, Tool::Trunk])?;
     let ws = Workspace::read(root)?;
     println!("== demo: building the app (trunk), the smoke pages and the node ==");
-    let mut app_node = crate::web::playwright(root, &ws)?;
+    let mut app_node = crate::web::playwright(root, &ws, crate::web::NodeBuild::Alone)?;
     let smoke_node = crate::smoke::node(root, &crate::smoke::page_dir(&ws));
     app_node.args(["app-node.mjs", "--port", &api_port.to_string()]);
     println!("== demo: starting `tributary serve` with a datanet, its index and the app ==");

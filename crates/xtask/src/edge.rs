@@ -9,11 +9,16 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Workspace};
+use crate::setup::Tool;
+use crate::timing;
 
 /// The version ../shared/DESIGN.md §7 found to build offline here.
 pub const WORKER_BUILD: &str = "0.8.7";
 /// The free plan's limit on a worker's compressed size.
 const BUNDLE_GOAL_GZ: u64 = 3 * 1024 * 1024;
+
+/// The worker's package name (`edge-worker/Cargo.toml`).
+pub const PACKAGE: &str = "tributary-edge";
 
 fn dir(root: &Path) -> PathBuf {
     root.join("edge-worker")
@@ -23,8 +28,10 @@ fn dir(root: &Path) -> PathBuf {
 /// fails past the size goal so a dependency that bloats the worker is caught by `test`.
 pub fn build(root: &Path, ws: &Workspace) -> Result<(u64, u64)> {
     let edge = dir(root);
+    let mut worker_build = Command::new(cmd::cargo_bin("worker-build"));
+    cmd::lint_builds(&mut worker_build);
     cmd::run(
-        Command::new(cmd::cargo_bin("worker-build"))
+        worker_build
             .current_dir(&edge)
             .arg("--release")
             .env("ESBUILD_BIN", edge.join("node_modules/.bin/esbuild"))
@@ -73,12 +80,14 @@ fn gzip_len(bytes: &[u8]) -> Result<u64> {
 
 /// The test suite: build, then the Miniflare tests.
 pub fn test(root: &Path, ws: &Workspace) -> Result<()> {
-    build(root, ws)?;
-    cmd::run(
-        Command::new("node")
-            .args(["--test", "--test-reporter=spec", "test/"])
-            .current_dir(dir(root)),
-    )
+    timing::step("build (worker-build)", || build(root, ws))?;
+    timing::step("Miniflare tests", || {
+        cmd::run(
+            Command::new("node")
+                .args(["--test", "--test-reporter=spec", "test/"])
+                .current_dir(dir(root)),
+        )
+    })
 }
 
 /// `cargo xtask bench edge`: build, then edge-worker/bench.mjs.
@@ -95,7 +104,7 @@ pub fn bench(root: &Path, ws: &Workspace) -> Result<()> {
 
 /// `cargo xtask edge`: what wrangler.toml's build command runs.
 pub fn run(root: &Path) -> Result<std::process::ExitCode> {
-    crate::setup::install(root)?;
+    crate::setup::install(root, &[Tool::WasmBindgen, Tool::WorkerBuild])?;
     let ws = Workspace::read(root)?;
     build(root, &ws)?;
     Ok(std::process::ExitCode::SUCCESS)

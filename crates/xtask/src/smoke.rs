@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 
 use crate::cmd::{self, Workspace};
 
-const CRATE: &str = "tributary-wasm";
+/// The smoke pages' bindings are a binary of the app's package (`web/src/bin/smoke`), so they
+/// build with the app's dependencies and share its compiled wasm32 crates with trunk's build.
+const PACKAGE: &str = "tributary-web";
+const BIN: &str = "smoke";
 
 /// Where [`build`] puts the page's `pkg/`.
 pub fn page_dir(ws: &Workspace) -> PathBuf {
@@ -17,11 +20,7 @@ pub fn page_dir(ws: &Workspace) -> PathBuf {
 
 /// Builds the page's wasm package and returns the folder the page loads `pkg/` from.
 pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
-    cmd::build_wasm_release(root, ws)?;
-    let wasm = ws
-        .target_dir
-        .join("wasm32-unknown-unknown/release")
-        .join(format!("{}.wasm", CRATE.replace('-', "_")));
+    let wasm = cmd::build_wasm_release(root, ws, PACKAGE, Some(BIN))?;
     let pkg = page_dir(ws);
     // Start clean so files of a renamed crate cannot linger and be served.
     if pkg.exists() {

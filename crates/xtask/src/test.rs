@@ -9,20 +9,26 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Workspace};
-use crate::setup;
+use crate::{setup, timing};
 
 type Suite = fn(&Path, &Workspace) -> Result<()>;
 
 const SUITES: &[(&str, Suite)] = &[
     ("format (cargo fmt --check)", format),
-    ("lint (cargo clippy, native)", clippy),
+    (
+        "lint and compile (clippy-driver builds every workspace crate, warnings denied)",
+        lint,
+    ),
     (
         "contract artifacts match their Solidity (solc-js)",
         crate::chain::check,
     ),
     ("native tests (cargo test --workspace)", native),
     ("GPU tests on Mesa lavapipe (Vulkan on the CPU)", lavapipe),
-    ("wasm32 build and lint of the browser/edge crates", wasm32),
+    (
+        "wasm32 release builds, linted (wallet, smoke pages, app, edge worker)",
+        wasm32,
+    ),
     (
         "wallet package pkg/ (tsc, Node tests, interop)",
         crate::pkg::test,
@@ -39,25 +45,39 @@ const SUITES: &[(&str, Suite)] = &[
 ];
 
 pub fn run(root: &Path) -> Result<ExitCode> {
-    setup::install(root)?;
-    let ws = Workspace::read(root)?;
     let started = Instant::now();
+    let setup = setup::install(root, setup::ALL_TOOLS).and_then(|()| cmd::lint_every_build());
+    let ws = Workspace::read(root)?;
     let mut failed = Vec::new();
-    for (index, (name, suite)) in SUITES.iter().enumerate() {
-        println!("\n== suite {}/{}: {name} ==", index + 1, SUITES.len());
-        let t = Instant::now();
-        let outcome = suite(root, &ws);
-        let secs = t.elapsed().as_secs_f64();
-        match outcome {
-            Ok(()) => println!("-- {name}: passed in {secs:.0} s"),
-            Err(err) => {
-                println!("-- {name}: FAILED in {secs:.0} s: {err:#}");
-                failed.push(*name);
+    let mut passed = 0;
+    if let Err(err) = setup {
+        // Every suite needs what set-up installs: report it as the failure it is.
+        println!("-- setup: FAILED: {err:#}");
+        failed.push("setup");
+    } else {
+        for (index, (name, suite)) in SUITES.iter().enumerate() {
+            println!("\n== suite {}/{}: {name} ==", index + 1, SUITES.len());
+            let t = Instant::now();
+            let outcome = timing::step(*name, || suite(root, &ws));
+            let secs = t.elapsed().as_secs_f64();
+            match outcome {
+                Ok(()) => {
+                    println!("-- {name}: passed in {secs:.0} s");
+                    passed += 1;
+                }
+                Err(err) => {
+                    println!("-- {name}: FAILED in {secs:.0} s: {err:#}");
+                    failed.push(*name);
+                }
             }
         }
     }
     println!(
-        "\nall suites took {:.0} s; failed: {}",
+        "\nwall time of each step (set-up and suites; \"compile\" and \"run\" inside a suite):\n{}",
+        timing::table()
+    );
+    println!(
+        "set-up and all suites took {:.0} s; failed: {}",
         started.elapsed().as_secs_f64(),
         if failed.is_empty() {
             "none".to_owned()
@@ -65,11 +85,7 @@ pub fn run(root: &Path) -> Result<ExitCode> {
             failed.join("; ")
         }
     );
-    println!(
-        "{} passed, {} failed",
-        SUITES.len() - failed.len(),
-        failed.len()
-    );
+    println!("{passed} passed, {} failed", failed.len());
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -85,68 +101,127 @@ fn format(root: &Path, _: &Workspace) -> Result<()> {
     )
 }
 
-fn clippy(root: &Path, _: &Workspace) -> Result<()> {
-    cmd::run(cmd::cargo().current_dir(root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--all-features",
-        "--",
-        "-D",
-        "warnings",
-    ]))
+/// The GPU integration tests' features. They turn on only what the workspace already builds
+/// (wgpu, ndarray), so the GPU suite with them rebuilds tributary-sgmv and tributary-model alone,
+/// not burn.
+const GPU_TEST_FEATURES: &str = "tributary-sgmv/gpu-tests,tributary-model/gpu-tests";
+
+/// Builds every native target of the workspace (tests, benches, examples, binaries) with
+/// clippy-driver (see [`cmd::lint_every_build`]): the lint and the native suite's compile in one
+/// pass. Then the CUDA code paths, which no test builds, with `cargo clippy` (check only; no
+/// CUDA toolkit needed) — `--all-features` everywhere would lint a feature set no build uses.
+fn lint(root: &Path, _: &Workspace) -> Result<()> {
+    timing::step(
+        "native test binaries (cargo test --workspace --all-targets --no-run)",
+        || {
+            // --timings: cargo writes a per-crate compile report (target/cargo-timings/) to read
+            // when this step grows.
+            cmd::run(cmd::cargo().current_dir(root).args([
+                "test",
+                "--workspace",
+                "--all-targets",
+                "--no-run",
+                "--timings",
+            ]))
+        },
+    )?;
+    timing::step(
+        "CUDA code (cargo clippy -p tributary-node -p tributary-bench --features cuda)",
+        || {
+            cmd::run(cmd::cargo().current_dir(root).args([
+                "clippy",
+                "-p",
+                "tributary-node",
+                "-p",
+                "tributary-bench",
+                "--features",
+                "tributary-node/cuda,tributary-bench/cuda",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        },
+    )
 }
 
+/// `cargo test` twice: `--no-run` first, so the table tells compiling from running.
+/// `run_args` go to the test binaries.
+fn compile_then_run(
+    mut test: impl FnMut() -> std::process::Command,
+    run_args: &[&str],
+) -> Result<()> {
+    timing::step("compile", || cmd::run(test().arg("--no-run")))?;
+    timing::step("run", || cmd::run(test().arg("--").args(run_args)))
+}
+
+/// Runs what the lint suite compiled.
 fn native(root: &Path, _: &Workspace) -> Result<()> {
-    cmd::run(cmd::cargo().current_dir(root).args(["test", "--workspace"]))
+    compile_then_run(
+        || {
+            let mut test = cmd::cargo();
+            test.current_dir(root).args(["test", "--workspace"]);
+            test
+        },
+        &[],
+    )
 }
 
 /// The GPU tests with the Vulkan loader pointed at lavapipe alone, so they run on the same
-/// software device here, in CI and on a developer machine that also has a real GPU.
+/// software device here, in CI and on a developer machine that also has a real GPU. Selected with
+/// `--workspace` so that features unify as in the native suite and its build is reused.
 fn lavapipe(root: &Path, _: &Workspace) -> Result<()> {
     let icd = cmd::lavapipe_icd()?;
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
+    let test = || {
+        let mut test = cmd::cargo();
+        test.current_dir(root)
             .env("VK_ICD_FILENAMES", &icd)
             .env("WGPU_BACKEND", "vulkan")
             .args([
                 "test",
-                "-p",
-                "tributary-sgmv",
-                "-p",
-                "tributary-model",
+                "--workspace",
                 "--features",
-                "tributary-sgmv/gpu-tests,tributary-model/gpu-tests",
+                GPU_TEST_FEATURES,
                 "--test",
                 "gpu",
-                "--",
-                "--nocapture",
-            ]),
-    )
+            ]);
+        test
+    };
+    compile_then_run(test, &["--nocapture"])
 }
 
+/// The release builds the later suites use, all linted (see [`cmd::lint_every_build`]): the
+/// wallet verifier (pkg/), the smoke pages' bindings and the app (one package, one set of
+/// compiled dependencies), and the edge worker. A wasm32 crate none of them reaches is linted
+/// with `cargo clippy` for wasm32, so every crate marked `wasm32 = true` is checked.
 fn wasm32(root: &Path, ws: &Workspace) -> Result<()> {
     if ws.wasm_crates.is_empty() {
         bail!("no crate declares [package.metadata.tributary] wasm32 = true");
     }
-    let packages = ws.wasm_packages();
-    let target = ["--target", "wasm32-unknown-unknown"];
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
-            .arg("clippy")
-            .args(target)
-            .args(&packages)
-            .args(["--", "-D", "warnings"]),
+    timing::step("wallet verifier (pkg/)", || crate::pkg::build(root, ws))?;
+    timing::step("smoke pages (web, bin smoke)", || {
+        crate::smoke::build(root, ws).map(drop)
+    })?;
+    timing::step("app (trunk)", || crate::web::build(root, ws).map(drop))?;
+    timing::step("edge worker (worker-build)", || {
+        crate::edge::build(root, ws).map(drop)
+    })?;
+    let rest = cmd::wasm_crates_outside(
+        root,
+        ws,
+        &[crate::pkg::CRATE, "tributary-web", crate::edge::PACKAGE],
     )?;
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
-            .args(["build", "--release"])
-            .args(target)
-            .args(&packages),
-    )
+    if rest.is_empty() {
+        return Ok(());
+    }
+    timing::step(format!("cargo clippy of {}", rest.join(", ")), || {
+        cmd::run(
+            cmd::cargo()
+                .current_dir(root)
+                .args(["clippy", "--target", "wasm32-unknown-unknown"])
+                .args(rest.iter().flat_map(|c| ["-p", c.as_str()]))
+                .args(["--", "-D", "warnings"]),
+        )
+    })
 }
 
 /// libFuzzer over the wallet's decoders (tributary-receipt/fuzz), seeded with the anvil fixture,
@@ -159,19 +234,24 @@ fn fuzz(root: &Path, ws: &Workspace) -> Result<()> {
         corpus.join("seed-anchored.json"),
     )
     .context("seeding the fuzz corpus")?;
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root.join("crates/tributary-receipt"))
-            .args(["fuzz", "run", "--sanitizer", "none", "--target-dir"])
+    let fuzz = |verb: &str| {
+        // The installed binary by its path (a cargo subcommand takes its own name first), so a
+        // run with its tools in another install root finds it.
+        let mut fuzz = std::process::Command::new(cmd::cargo_bin("cargo-fuzz"));
+        fuzz.current_dir(root.join("crates/tributary-receipt"))
+            .args(["fuzz", verb, "--sanitizer", "none", "--target-dir"])
             .arg(ws.target_dir.join("fuzz"))
-            .arg("anchor_bundle")
-            .arg(&corpus)
-            .args(["--", "-max_total_time=60"]),
-    )
+            .arg("anchor_bundle");
+        fuzz
+    };
+    timing::step("compile", || cmd::run(&mut fuzz("build")))?;
+    timing::step("run", || {
+        cmd::run(fuzz("run").arg(&corpus).args(["--", "-max_total_time=60"]))
+    })
 }
 
 fn browser(root: &Path, ws: &Workspace) -> Result<()> {
-    let mut node = crate::web::playwright(root, ws)?;
+    let mut node = crate::web::playwright(root, ws, crate::web::NodeBuild::AsTestsBuildIt)?;
     let tests: Vec<String> = std::fs::read_dir(root.join("playwright/tests"))
         .context("reading playwright/tests")?
         .filter_map(|e| e.ok())
@@ -182,5 +262,7 @@ fn browser(root: &Path, ws: &Workspace) -> Result<()> {
     if tests.is_empty() {
         bail!("no playwright/tests/*.test.mjs");
     }
-    cmd::run(node.args(["--test", "--test-reporter=spec"]).args(&tests))
+    timing::step("Playwright", || {
+        cmd::run(node.args(["--test", "--test-reporter=spec"]).args(&tests))
+    })
 }

@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::cmd::{self, Workspace};
+use crate::timing;
 
 /// trunk 0.22 needs a newer rustc than these machines have (see ../shared/DESIGN.md §7).
 pub const TRUNK: &str = "0.21.14";
@@ -14,8 +15,10 @@ pub const TRUNK: &str = "0.21.14";
 /// `trunk build --release --offline` into `<target>/web-dist`; returns that folder.
 pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
     let dist = ws.target_dir.join("web-dist");
+    let mut trunk = Command::new(cmd::cargo_bin("trunk"));
+    cmd::lint_builds(&mut trunk);
     cmd::run(
-        Command::new(cmd::cargo_bin("trunk"))
+        trunk
             .current_dir(root)
             // trunk looks for `Trunk.toml` (capitalised) by itself; ours is `trunk.toml`.
             .args([
@@ -49,23 +52,38 @@ fn path_with_cargo_bin() -> Result<OsString> {
     std::env::join_paths(dirs).context("PATH")
 }
 
-/// The `tributary` binary the app's node runs from (a debug build, as `cargo test` leaves it).
-pub fn node_binary(root: &Path, ws: &Workspace) -> Result<PathBuf> {
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
-            .args(["build", "-p", "tributary-node"]),
-    )?;
+/// How to get the `tributary` binary the app's node runs from (a debug build either way).
+#[derive(Debug, Clone, Copy)]
+pub enum NodeBuild {
+    /// The one `cargo test --workspace` builds for the CLI tests: after the native suite this
+    /// compiles nothing, where `cargo build -p tributary-node` would unify features without the
+    /// other crates' and dev-dependencies' and rebuild burn for one binary.
+    AsTestsBuildIt,
+    /// `cargo build -p tributary-node`: the least to compile on a machine that ran no tests.
+    Alone,
+}
+
+pub fn node_binary(root: &Path, ws: &Workspace, how: NodeBuild) -> Result<PathBuf> {
+    let mut build = cmd::cargo();
+    build.current_dir(root);
+    match how {
+        NodeBuild::AsTestsBuildIt => build.args(["test", "--workspace", "--no-run"]),
+        NodeBuild::Alone => build.args(["build", "-p", "tributary-node"]),
+    };
+    cmd::run(&mut build)?;
     Ok(ws.target_dir.join("debug/tributary"))
 }
 
 /// Everything the app's Playwright scripts need: the smoke pages' environment plus the built
 /// app and the node binary (`playwright/app-node.mjs` starts the node from them).
-pub fn playwright(root: &Path, ws: &Workspace) -> Result<Command> {
-    let pkg = crate::smoke::build(root, ws)?;
-    crate::pkg::build(root, ws)?; // the verifier page loads the wallet package's web build
-    let dist = build(root, ws)?;
-    let bin = node_binary(root, ws)?;
+pub fn playwright(root: &Path, ws: &Workspace, node_build: NodeBuild) -> Result<Command> {
+    let pkg = timing::step("build the smoke pages", || crate::smoke::build(root, ws))?;
+    // The verifier page loads the wallet package's web build.
+    timing::step("build the wallet package", || crate::pkg::build(root, ws))?;
+    let dist = timing::step("build the app (trunk)", || build(root, ws))?;
+    let bin = timing::step("build the node (debug)", || {
+        node_binary(root, ws, node_build)
+    })?;
     let mut node = crate::smoke::node(root, &pkg);
     node.env("TRIBUTARY_WEB_DIST", dist)
         .env("TRIBUTARY_BIN", bin);

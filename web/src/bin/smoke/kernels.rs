@@ -1,10 +1,5 @@
-//! JavaScript bindings for the browser smoke pages and their Playwright tests: the WGSL kernels
-//! of `tributary-sgmv` (matvec and SGMV, against the same CPU references the native tests use) and the
-//! `tributary-model` transformer on burn's `Wgpu` backend over the tab's WebGPU device.
-#![cfg(target_arch = "wasm32")]
-
-mod model;
-mod sgmv;
+//! The WGSL kernels of `tributary-sgmv` (matvec), against the same CPU references the native
+//! tests use.
 
 use std::rc::Rc;
 
