@@ -112,20 +112,26 @@ pub struct Workspace {
     pub wasm_crates: Vec<String>,
 }
 
+/// `cargo metadata --format-version 1` with `args`, parsed.
+fn metadata(root: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let out = cargo()
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1"])
+        .args(args)
+        .output()
+        .context("could not run `cargo metadata`")?;
+    if !out.status.success() {
+        bail!(
+            "`cargo metadata` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("`cargo metadata` printed bad JSON")
+}
+
 impl Workspace {
     pub fn read(root: &Path) -> Result<Self> {
-        let mut cmd = cargo();
-        cmd.current_dir(root)
-            .args(["metadata", "--no-deps", "--format-version", "1"]);
-        let out = cmd.output().context("could not run `cargo metadata`")?;
-        if !out.status.success() {
-            bail!(
-                "`cargo metadata` failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let meta: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("`cargo metadata` printed bad JSON")?;
+        let meta = metadata(root, &["--no-deps"])?;
         let target_dir = meta["target_directory"]
             .as_str()
             .context("`cargo metadata` has no target_directory")?
@@ -147,25 +153,7 @@ impl Workspace {
 /// The wasm32 crates (of [`Workspace::wasm_crates`]) that none of `roots` depends on, directly
 /// or not, through normal dependencies for wasm32: no release build of a root compiles them.
 pub fn wasm_crates_outside(root: &Path, ws: &Workspace, roots: &[&str]) -> Result<Vec<String>> {
-    let out = cargo()
-        .current_dir(root)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--filter-platform",
-            "wasm32-unknown-unknown",
-        ])
-        .output()
-        .context("could not run `cargo metadata`")?;
-    if !out.status.success() {
-        bail!(
-            "`cargo metadata` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("`cargo metadata` printed bad JSON")?;
+    let meta = metadata(root, &["--filter-platform", "wasm32-unknown-unknown"])?;
     let name_of = |id: &str| -> Option<String> {
         meta["packages"]
             .as_array()?
@@ -275,4 +263,36 @@ pub fn wasm_release_file(ws: &Workspace, target: &str) -> PathBuf {
     ws.target_dir
         .join("wasm32-unknown-unknown/release")
         .join(format!("{}.wasm", target.replace('-', "_")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On this workspace: the model, SGMV kernels and receipts are reached by the app, the edge
+    /// worker or the wallet verifier, so only crates nobody depends on are left to lint alone.
+    #[test]
+    fn wasm_crates_outside_the_release_builds() {
+        let root = crate::workspace_root();
+        let ws = Workspace::read(&root).unwrap();
+        for reached in ["tributary-model", "tributary-sgmv", "tributary-receipt"] {
+            assert!(ws.wasm_crates.iter().any(|c| c == reached), "{reached}");
+        }
+        let rest = wasm_crates_outside(
+            &root,
+            &ws,
+            &["tributary-verifier", "tributary-web", "tributary-edge"],
+        )
+        .unwrap();
+        for reached in [
+            "tributary-model",
+            "tributary-sgmv",
+            "tributary-receipt",
+            "tributary-web",
+        ] {
+            assert!(!rest.iter().any(|c| c == reached), "{reached} in {rest:?}");
+        }
+        let everything = wasm_crates_outside(&root, &ws, &[]).unwrap();
+        assert_eq!(everything, ws.wasm_crates);
+    }
 }
