@@ -14,6 +14,7 @@ fn context() -> GpuContext {
 }
 
 #[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
 fn matvec_matches_cpu_reference_on_odd_shapes() {
     let ctx = context();
     let kernel = Matvec::new(&ctx);
@@ -30,6 +31,7 @@ fn matvec_matches_cpu_reference_on_odd_shapes() {
 }
 
 #[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
 fn same_inputs_give_identical_bits() {
     let ctx = context();
     let kernel = Matvec::new(&ctx);
@@ -44,6 +46,7 @@ fn same_inputs_give_identical_bits() {
 }
 
 #[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
 fn device_is_opened_with_the_adapters_real_limits() {
     let ctx = context();
     let instance =
@@ -59,6 +62,7 @@ fn device_is_opened_with_the_adapters_real_limits() {
 }
 
 #[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
 fn bad_shapes_are_rejected_before_dispatch() {
     let ctx = context();
     let kernel = Matvec::new(&ctx);
@@ -131,6 +135,7 @@ mod sgmv {
     }
 
     #[test]
+    #[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
     fn kernels_match_the_cpu_reference_over_the_matrix() {
         let device = WgpuDevice::default();
         let pool = Wgpu::new_pool(&device, PoolOptions::default()).unwrap();
@@ -153,6 +158,7 @@ mod sgmv {
     }
 
     #[test]
+    #[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
     fn rows_without_an_adapter_keep_the_base_output_bit_for_bit() {
         let device = WgpuDevice::default();
         let pool = Wgpu::new_pool(&device, PoolOptions::default()).unwrap();
@@ -167,6 +173,7 @@ mod sgmv {
     }
 
     #[test]
+    #[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
     fn the_same_batch_gives_identical_bits() {
         let device = WgpuDevice::default();
         let pool = Wgpu::new_pool(&device, PoolOptions::default()).unwrap();
@@ -178,6 +185,7 @@ mod sgmv {
     }
 
     #[test]
+    #[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
     fn a_pool_over_the_binding_limit_is_split_across_bindings() {
         let device = WgpuDevice::default();
         // 2 MiB bindings, 8 MiB of pool: four chunks. 32 adapters of ranks 1, 8 and 16 over
@@ -220,6 +228,7 @@ mod sgmv {
     }
 
     #[test]
+    #[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
     fn work_beyond_one_grid_row_folds_into_the_second_dimension() {
         let device = WgpuDevice::default();
         // At most 7 workgroups per dimension: 3 rows × 9 output tiles = 27 expand items need a
@@ -241,6 +250,7 @@ mod sgmv {
     }
 
     #[test]
+    #[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
     fn a_shared_y_is_not_written_through() {
         let device = WgpuDevice::default();
         let pool = Wgpu::new_pool(&device, PoolOptions::default()).unwrap();

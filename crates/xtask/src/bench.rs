@@ -267,6 +267,22 @@ fn attribution(root: &Path) -> Result<ExitCode> {
             v["rows_reproduce"] == true && v["scores_reproduce"] == true
         );
     }
+
+    // Quality at full size, which the test suite checks at a smaller one: removal
+    // counterfactuals, LDS against plain dot products and the damping sweep, 76 re-tunes (about
+    // four minutes). The test profile, so the native suites' build is reused.
+    println!(
+        "\ngradient attribution quality on psalms (48 contributions, 20 queries, 50 re-tuned half-subsets, damping sweep):\n"
+    );
+    cmd::run(cmd::native_tests(root).args([
+        "--test",
+        "gradient",
+        "--",
+        "--ignored",
+        "--exact",
+        "lds_and_damping_study",
+        "--nocapture",
+    ]))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -316,7 +332,7 @@ fn verify(root: &Path) -> Result<ExitCode> {
 fn web(root: &Path) -> Result<ExitCode> {
     crate::setup::install(root, &[Tool::WasmBindgen, Tool::Trunk])?;
     let ws = Workspace::read(root)?;
-    let mut node = crate::web::playwright(root, &ws, crate::web::NodeBuild::Alone)?;
+    let mut node = crate::web::playwright(root, &ws, crate::web::NodeBuild::Release)?;
     let r = run_json(
         node.arg("bench-app.mjs")
             .env("VK_ICD_FILENAMES", cmd::lavapipe_icd()?),

@@ -37,6 +37,21 @@ pub fn probe(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The crate the native suites leave out: benchmarks, built in release by `cargo xtask bench`.
+/// Its debug build was candle plus five binaries no test runs (about six minutes of a cold run
+/// on two cores); the lint suite checks it with clippy instead.
+pub const BENCH_CRATE: &str = "tributary-bench";
+
+/// `cargo test` over what the native suites build: every workspace crate but [`BENCH_CRATE`].
+/// Every caller selects the same crates, so features unify alike and one build serves the lint,
+/// native, lavapipe and browser suites.
+pub fn native_tests(root: &Path) -> Command {
+    let mut test = cargo();
+    test.current_dir(root)
+        .args(["test", "--workspace", "--exclude", BENCH_CRATE]);
+    test
+}
+
 pub fn cargo() -> Command {
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     lint_builds(&mut cargo);

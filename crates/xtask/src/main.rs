@@ -7,6 +7,7 @@ mod cmd;
 mod demo;
 mod edge;
 mod fixtures;
+mod passed;
 mod pkg;
 mod setup;
 mod smoke;
@@ -33,8 +34,13 @@ struct Cli {
 enum Command {
     /// Install what is missing (rustup target, Debian and npm packages, pinned cargo tools).
     Setup,
-    /// `setup`, then every test suite; ends with one `N passed, N failed` line.
-    Test,
+    /// `setup`, then every test suite; ends with one `N passed, N failed` line. A suite that
+    /// passed before on exactly this tree (and rustc, Node, Chromium, Mesa) is not run again.
+    Test {
+        /// Run every suite, also those that passed before on this tree.
+        #[arg(long)]
+        rerun: bool,
+    },
     /// Benchmark reports (not tests): `model` compares our model with candle on the CPU;
     /// `sgmv` times the SGMV kernels (mixed vs one adapter, vs a launch per adapter, vs matmul);
     /// `serve` measures the continuous-batching engine's decode throughput across adapters;
@@ -51,8 +57,12 @@ enum Command {
         adapter_from_env: bool,
     },
     /// Regenerate tributary-model's reference fixtures with transformers + PEFT (pinned, in a
-    /// virtual environment under ~/.cache/tributary/pyref; not run by `test`).
-    Fixtures,
+    /// virtual environment under ~/.cache/tributary/pyref; not run by `test`): `toy` for the
+    /// random checkpoints, `smollm2` for the embedded default model, `all` (the default).
+    Fixtures {
+        #[arg(value_enum, default_value = "all")]
+        which: fixtures::Which,
+    },
     /// Recompile tributary-chain's Solidity contracts with the pinned solc-js into
     /// crates/tributary-chain/artifacts (committed; `test` checks they are current).
     ChainArtifacts,
@@ -78,13 +88,13 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match cli.command {
         Command::Setup => setup::run(&root).inspect(|_| println!("{}", timing::table())),
-        Command::Test => test::run(&root),
+        Command::Test { rerun } => test::run(&root, rerun),
         Command::Edge => edge::run(&root),
         Command::Bench {
             what,
             adapter_from_env,
         } => bench::run(&root, &what, adapter_from_env),
-        Command::Fixtures => fixtures::run(&root),
+        Command::Fixtures { which } => fixtures::run(&root, which),
         Command::ChainArtifacts => chain::regenerate(&root),
         Command::Demo {
             port,

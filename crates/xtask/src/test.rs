@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Workspace};
-use crate::{setup, timing};
+use crate::{passed, setup, timing};
 
 type Suite = fn(&Path, &Workspace) -> Result<()>;
 
@@ -44,12 +44,14 @@ const SUITES: &[(&str, Suite)] = &[
     ),
 ];
 
-pub fn run(root: &Path) -> Result<ExitCode> {
+pub fn run(root: &Path, rerun: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let setup = setup::install(root, setup::ALL_TOOLS).and_then(|()| cmd::lint_every_build());
     let ws = Workspace::read(root)?;
+    let tree = passed::fingerprint(root)?;
     let mut failed = Vec::new();
     let mut passed = 0;
+    let mut cached = 0;
     if let Err(err) = setup {
         // Every suite needs what set-up installs: report it as the failure it is.
         println!("-- setup: FAILED: {err:#}");
@@ -57,16 +59,26 @@ pub fn run(root: &Path) -> Result<ExitCode> {
     } else {
         for (index, (name, suite)) in SUITES.iter().enumerate() {
             println!("\n== suite {}/{}: {name} ==", index + 1, SUITES.len());
+            if !rerun && passed::passed_before(&ws, name, &tree) {
+                println!(
+                    "-- {name}: passed before on this exact tree; not run again (`cargo xtask test --rerun` runs it)"
+                );
+                passed += 1;
+                cached += 1;
+                continue;
+            }
             let t = Instant::now();
             let outcome = timing::step(*name, || suite(root, &ws));
             let secs = t.elapsed().as_secs_f64();
             match outcome {
                 Ok(()) => {
                     println!("-- {name}: passed in {secs:.0} s");
+                    passed::remember(root, &ws, name, &tree)?;
                     passed += 1;
                 }
                 Err(err) => {
                     println!("-- {name}: FAILED in {secs:.0} s: {err:#}");
+                    passed::forget(&ws, name);
                     failed.push(*name);
                 }
             }
@@ -85,6 +97,9 @@ pub fn run(root: &Path) -> Result<ExitCode> {
             failed.join("; ")
         }
     );
+    if cached > 0 {
+        println!("{cached} suites passed before on this tree and were not run again");
+    }
     println!("{passed} passed, {} failed", failed.len());
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
@@ -101,39 +116,31 @@ fn format(root: &Path, _: &Workspace) -> Result<()> {
     )
 }
 
-/// The GPU integration tests' features. They turn on only what the workspace already builds
-/// (wgpu, ndarray), so the GPU suite with them rebuilds tributary-sgmv and tributary-model alone,
-/// not burn.
-const GPU_TEST_FEATURES: &str = "tributary-sgmv/gpu-tests,tributary-model/gpu-tests";
-
-/// Builds every native target of the workspace (tests, benches, examples, binaries) with
-/// clippy-driver (see [`cmd::lint_every_build`]): the lint and the native suite's compile in one
-/// pass. Then the CUDA code paths, which no test builds, with `cargo clippy` (check only; no
-/// CUDA toolkit needed) — `--all-features` everywhere would lint a feature set no build uses.
+/// Builds every native target the tests need ([`cmd::native_tests`]) with clippy-driver (see
+/// [`cmd::lint_every_build`]): the lint and the native suite's compile in one pass. Then what no
+/// test builds, in one `cargo clippy` (check only; no CUDA toolkit needed): the CUDA code paths
+/// and the benchmarks crate, with CUDA — that leaves out only the benchmarks' one-line
+/// `cfg(not(feature = "cuda"))` refusal, where a second check pass without CUDA cost 4 minutes
+/// of dependency metadata. `--all-features` everywhere would lint a feature set no build uses.
 fn lint(root: &Path, _: &Workspace) -> Result<()> {
     timing::step(
-        "native test binaries (cargo test --workspace --all-targets --no-run)",
+        "native test binaries (cargo test --workspace --exclude tributary-bench --all-targets --no-run)",
         || {
             // --timings: cargo writes a per-crate compile report (target/cargo-timings/) to read
             // when this step grows.
-            cmd::run(cmd::cargo().current_dir(root).args([
-                "test",
-                "--workspace",
-                "--all-targets",
-                "--no-run",
-                "--timings",
-            ]))
+            cmd::run(cmd::native_tests(root).args(["--all-targets", "--no-run", "--timings"]))
         },
     )?;
     timing::step(
-        "CUDA code (cargo clippy -p tributary-node -p tributary-bench --features cuda)",
+        "CUDA code and benchmarks (cargo clippy -p tributary-node -p tributary-bench --all-targets --features cuda)",
         || {
             cmd::run(cmd::cargo().current_dir(root).args([
                 "clippy",
                 "-p",
                 "tributary-node",
                 "-p",
-                "tributary-bench",
+                cmd::BENCH_CRATE,
+                "--all-targets",
                 "--features",
                 "tributary-node/cuda,tributary-bench/cuda",
                 "--",
@@ -154,39 +161,35 @@ fn compile_then_run(
     timing::step("run", || cmd::run(test().arg("--").args(run_args)))
 }
 
-/// Runs what the lint suite compiled.
+/// Runs what the lint suite compiled. `--all-targets` as there, so nothing is built again; it
+/// also skips doc tests: no crate has any, and rustdoc would first build the cdylib crates'
+/// libraries a second time (41 s) to find none.
 fn native(root: &Path, _: &Workspace) -> Result<()> {
     compile_then_run(
         || {
-            let mut test = cmd::cargo();
-            test.current_dir(root).args(["test", "--workspace"]);
+            let mut test = cmd::native_tests(root);
+            test.arg("--all-targets");
             test
         },
         &[],
     )
 }
 
-/// The GPU tests with the Vulkan loader pointed at lavapipe alone, so they run on the same
-/// software device here, in CI and on a developer machine that also has a real GPU. Selected with
-/// `--workspace` so that features unify as in the native suite and its build is reused.
+/// The GPU tests (`tests/gpu.rs` of tributary-sgmv and tributary-model, all `#[ignore]`d so
+/// that the native suite skips them) run with `--ignored` and the Vulkan loader pointed at
+/// lavapipe alone, so they run on the same software device here, in CI and on a developer
+/// machine that also has a real GPU. The crates of [`cmd::native_tests`]: the native suite's
+/// build serves, nothing is compiled again.
 fn lavapipe(root: &Path, _: &Workspace) -> Result<()> {
     let icd = cmd::lavapipe_icd()?;
     let test = || {
-        let mut test = cmd::cargo();
-        test.current_dir(root)
-            .env("VK_ICD_FILENAMES", &icd)
+        let mut test = cmd::native_tests(root);
+        test.env("VK_ICD_FILENAMES", &icd)
             .env("WGPU_BACKEND", "vulkan")
-            .args([
-                "test",
-                "--workspace",
-                "--features",
-                GPU_TEST_FEATURES,
-                "--test",
-                "gpu",
-            ]);
+            .args(["--test", "gpu"]);
         test
     };
-    compile_then_run(test, &["--nocapture"])
+    compile_then_run(test, &["--ignored", "--nocapture"])
 }
 
 /// The release builds the later suites use, all linted (see [`cmd::lint_every_build`]): the

@@ -52,26 +52,44 @@ fn path_with_cargo_bin() -> Result<OsString> {
     std::env::join_paths(dirs).context("PATH")
 }
 
-/// How to get the `tributary` binary the app's node runs from (a debug build either way).
+/// How to get the `tributary` binary the app's node runs from.
 #[derive(Debug, Clone, Copy)]
 pub enum NodeBuild {
-    /// The one `cargo test --workspace` builds for the CLI tests: after the native suite this
-    /// compiles nothing, where `cargo build -p tributary-node` would unify features without the
-    /// other crates' and dev-dependencies' and rebuild burn for one binary.
+    /// The debug one the native suites build for the CLI tests ([`cmd::native_tests`]): after
+    /// the native suite this compiles nothing, where `cargo build -p tributary-node` would unify
+    /// features without the other crates' and dev-dependencies' and rebuild burn for one binary.
     AsTestsBuildIt,
     /// `cargo build -p tributary-node`: the least to compile on a machine that ran no tests.
     Alone,
+    /// `cargo build --release -p tributary-node`: for benchmarks, which compare the tab's release
+    /// wasm with native runs (the debug binary's own code is compiled at opt-level 0).
+    Release,
 }
 
 pub fn node_binary(root: &Path, ws: &Workspace, how: NodeBuild) -> Result<PathBuf> {
-    let mut build = cmd::cargo();
-    build.current_dir(root);
-    match how {
-        NodeBuild::AsTestsBuildIt => build.args(["test", "--workspace", "--no-run"]),
-        NodeBuild::Alone => build.args(["build", "-p", "tributary-node"]),
+    let mut build = match how {
+        NodeBuild::AsTestsBuildIt => cmd::native_tests(root),
+        NodeBuild::Alone | NodeBuild::Release => {
+            let mut build = cmd::cargo();
+            build
+                .current_dir(root)
+                .args(["build", "-p", "tributary-node"]);
+            build
+        }
+    };
+    let profile = match how {
+        NodeBuild::AsTestsBuildIt => {
+            build.args(["--all-targets", "--no-run"]);
+            "debug"
+        }
+        NodeBuild::Alone => "debug",
+        NodeBuild::Release => {
+            build.arg("--release");
+            "release"
+        }
     };
     cmd::run(&mut build)?;
-    Ok(ws.target_dir.join("debug/tributary"))
+    Ok(ws.target_dir.join(profile).join("tributary"))
 }
 
 /// Everything the app's Playwright scripts need: the smoke pages' environment plus the built
