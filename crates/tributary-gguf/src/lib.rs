@@ -118,6 +118,13 @@ impl fmt::Debug for Gguf {
     }
 }
 
+/// The file's bytes, so an `Arc<Gguf>` can stand for them wherever shared bytes are wanted.
+impl AsRef<[u8]> for Gguf {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 impl Gguf {
     /// Parses a GGUF held in memory, keeping `bytes` (a `Vec<u8>`, `Arc<[u8]>`, a memory map…)
     /// so that tensor data can be borrowed from it without a copy.
@@ -266,6 +273,13 @@ impl Gguf {
     ///
     /// Cannot fail for a `TensorInfo` of this file; one from another file is checked anyway.
     pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<&[u8]> {
+        let range = self.tensor_range(t)?;
+        Ok(&self.bytes()[range])
+    }
+
+    /// Where the tensor's bytes lie in [`Gguf::bytes`]: lets a caller that shares the file (an
+    /// `Arc<Gguf>`) keep a view of one tensor without copying it.
+    pub fn tensor_range(&self, t: &TensorInfo) -> Result<std::ops::Range<usize>> {
         let len = self.bytes().len() as u64;
         let past_end = || {
             let start = self.data_offset.saturating_add(t.offset);
@@ -284,8 +298,9 @@ impl Gguf {
         let end = usize::try_from(t.n_bytes)
             .ok()
             .and_then(|n| start.checked_add(n))
+            .filter(|&end| end as u64 <= len)
             .ok_or_else(past_end)?;
-        self.bytes().get(start..end).ok_or_else(past_end)
+        Ok(start..end)
     }
 
     /// The whole tensor as f32, in GGUF element order (row-major over `dims` reversed).

@@ -52,6 +52,19 @@ pub enum ModelError {
     KvFull { needed: usize, free: usize },
     #[error("LoRA batch: {0}")]
     Lora(#[from] tributary_sgmv::SgmvError),
+    #[error("quantized weights: {0}")]
+    Quant(#[from] tributary_quant::QuantError),
+    #[error(transparent)]
+    Gguf(#[from] tributary_gguf::Error),
+    #[error(
+        "adapter `{adapter}` cannot be merged into layer {layer}'s {target}: its weights are \
+         quantized (merging would expand or requantize them); serve the adapter unmerged"
+    )]
+    MergeQuantized {
+        adapter: String,
+        layer: usize,
+        target: String,
+    },
 }
 
 impl ModelError {

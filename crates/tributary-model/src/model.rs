@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::{Int, Tensor, TensorData, activation, backend::Backend};
+use tributary_quant::QuantLinear;
 use tributary_sgmv::{
     AdapterId, AdapterMatrices, AdapterPool, LoraMatrices, PoolOptions, Segment, SgmvBackend,
 };
@@ -17,11 +18,19 @@ use crate::lora::{AdapterWeights, Target, TargetDims};
 use crate::rope::Rope;
 use crate::weights::WeightFiles;
 
-/// y = x·Wᵀ + b, with Wᵀ stored so the forward pass is a plain matmul.
+/// y = x·Wᵀ (+ b).
 #[derive(Debug, Clone)]
-struct Linear<B: Backend> {
-    weight_t: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
+pub(crate) struct Linear<B: Backend> {
+    pub(crate) weight: Weight<B>,
+    pub(crate) bias: Option<Tensor<B, 1>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Weight<B: Backend> {
+    /// Wᵀ stored so the forward pass is a plain matmul (safetensors checkpoints).
+    Dense(Tensor<B, 2>),
+    /// W kept in its GGUF block format, dequantized inside the product (GGUF checkpoints).
+    Quant(Arc<dyn QuantLinear<B>>),
 }
 
 impl<B: Backend> Linear<B> {
@@ -33,21 +42,41 @@ impl<B: Backend> Linear<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         let w = weights.f32(&format!("{name}.weight"), &[fan_out, fan_in])?;
-        let weight_t = transposed::<B>(&w, [fan_out, fan_in], device);
+        let weight = Weight::Dense(transposed::<B>(&w, [fan_out, fan_in], device));
         let bias = if bias {
             let b = weights.f32(&format!("{name}.bias"), &[fan_out])?;
             Some(Tensor::from_data(TensorData::new(b, [fan_out]), device))
         } else {
             None
         };
-        Ok(Self { weight_t, bias })
+        Ok(Self { weight, bias })
     }
 
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let y = x.matmul(self.weight_t.clone());
-        match &self.bias {
+    fn forward(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>, ModelError> {
+        let y = match &self.weight {
+            Weight::Dense(weight_t) => x.matmul(weight_t.clone()),
+            Weight::Quant(w) => w.forward(x)?,
+        };
+        Ok(match &self.bias {
             Some(b) => y + b.clone().unsqueeze(),
             None => y,
+        })
+    }
+}
+
+/// The token embedding: a dense table, or the quantized matrix (which a tied checkpoint also
+/// uses as its output projection, so it is held once).
+#[derive(Debug, Clone)]
+pub(crate) enum Embedding<B: Backend> {
+    Dense(Tensor<B, 2>),
+    Quant(Arc<dyn QuantLinear<B>>),
+}
+
+impl<B: Backend> Embedding<B> {
+    fn lookup(&self, ids: Tensor<B, 1, Int>) -> Result<Tensor<B, 2>, ModelError> {
+        match self {
+            Self::Dense(table) => Ok(table.clone().select(0, ids)),
+            Self::Quant(w) => Ok(w.gather(ids)?),
         }
     }
 }
@@ -113,11 +142,11 @@ fn projection_key(layer: usize, target: Target) -> u32 {
 }
 
 #[derive(Debug, Clone)]
-struct Layer<B: SgmvBackend> {
-    input_norm: Tensor<B, 1>,
-    post_attention_norm: Tensor<B, 1>,
+pub(crate) struct Layer<B: SgmvBackend> {
+    pub(crate) input_norm: Tensor<B, 1>,
+    pub(crate) post_attention_norm: Tensor<B, 1>,
     /// Indexed like `Target::ALL`: q, k, v, o, gate, up, down.
-    projections: [Linear<B>; 7],
+    pub(crate) projections: [Linear<B>; 7],
 }
 
 impl<B: SgmvBackend> Layer<B> {
@@ -130,7 +159,7 @@ impl<B: SgmvBackend> Layer<B> {
         x: Tensor<B, 2>,
         lora: Option<&Delta<'_, B>>,
     ) -> Result<Tensor<B, 2>, ModelError> {
-        let base = self.projections[target_index(target)].forward(x.clone());
+        let base = self.projections[target_index(target)].forward(x.clone())?;
         match lora {
             None => Ok(base),
             Some(Delta::Sgmv(lora)) => Ok(B::sgmv(
@@ -151,6 +180,20 @@ impl<B: SgmvBackend> Layer<B> {
             }),
         }
     }
+}
+
+/// A layer's projections, loaded in `Target::ALL` order (the order [`Layer::projections`] is
+/// indexed in).
+pub(crate) fn projections<B: Backend>(
+    load: impl FnMut(Target) -> Result<Linear<B>, ModelError>,
+) -> Result<[Linear<B>; 7], ModelError> {
+    let all: Vec<Linear<B>> = Target::ALL
+        .into_iter()
+        .map(load)
+        .collect::<Result<_, _>>()?;
+    Ok(all
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("Target::ALL names seven projections")))
 }
 
 /// How a forward pass adds LoRA deltas to the base projections.
@@ -233,18 +276,20 @@ impl<B: Backend> KvCache<B> {
 #[derive(Debug, Clone)]
 pub struct Model<B: SgmvBackend> {
     pub config: ModelConfig,
-    embed: Tensor<B, 2>,
-    layers: Vec<Layer<B>>,
-    norm: Tensor<B, 1>,
-    lm_head_t: Tensor<B, 2>,
-    rope: Rope,
-    device: B::Device,
-    pool: B::Pool,
+    pub(crate) embed: Embedding<B>,
+    pub(crate) layers: Vec<Layer<B>>,
+    pub(crate) norm: Tensor<B, 1>,
+    pub(crate) lm_head: Linear<B>,
+    pub(crate) rope: Rope,
+    pub(crate) device: B::Device,
+    pub(crate) pool: B::Pool,
     /// Tells this model's adapters from another's (see [`Resident::model`]).
-    id: u64,
+    pub(crate) id: u64,
+    /// Bytes the weights occupy in memory, by our own accounting (see [`Model::weight_bytes`]).
+    pub(crate) weight_bytes: u64,
 }
 
-static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(0);
+pub(crate) static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(0);
 
 impl<B: SgmvBackend> Model<B> {
     /// Loads `config.json` and `model.safetensors` (or its shards) from a Hugging Face folder.
@@ -300,15 +345,7 @@ impl<B: SgmvBackend> Model<B> {
                     &format!("{prefix}.post_attention_layernorm.weight"),
                     c.hidden_size,
                 )?,
-                projections: [
-                    projection(Target::Q)?,
-                    projection(Target::K)?,
-                    projection(Target::V)?,
-                    projection(Target::O)?,
-                    projection(Target::Gate)?,
-                    projection(Target::Up)?,
-                    projection(Target::Down)?,
-                ],
+                projections: projections(projection)?,
             });
         }
         // Tied checkpoints (SmolLM) may still carry a copy of lm_head; the config decides.
@@ -317,26 +354,37 @@ impl<B: SgmvBackend> Model<B> {
         } else {
             "lm_head.weight"
         };
-        let lm_head_t = transposed::<B>(
-            &weights.f32(head_name, &[c.vocab_size, c.hidden_size])?,
-            [c.vocab_size, c.hidden_size],
-            device,
-        );
+        let lm_head = Linear {
+            weight: Weight::Dense(transposed::<B>(
+                &weights.f32(head_name, &[c.vocab_size, c.hidden_size])?,
+                [c.vocab_size, c.hidden_size],
+                device,
+            )),
+            bias: None,
+        };
         Ok(Self {
             norm: vector("model.norm.weight", c.hidden_size)?,
             rope: Rope::new(&config),
-            embed,
+            embed: Embedding::Dense(embed),
             layers,
-            lm_head_t,
+            lm_head,
             device: device.clone(),
             pool: B::new_pool(device, pool)?,
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
+            weight_bytes: dense_weight_bytes(c),
             config,
         })
     }
 
     pub fn device(&self) -> &B::Device {
         &self.device
+    }
+
+    /// Bytes the base weights occupy in memory: the f32 tensors of a safetensors checkpoint; for
+    /// a GGUF, the quantized tensors as they lie in the mapped file, plus the copies the loader
+    /// made (q and k rows put back in Hugging Face's order) and the norms as f32.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 
     /// Uploads an adapter validated against this model's config (see [`AdapterWeights`]) into
@@ -377,8 +425,10 @@ impl<B: SgmvBackend> Model<B> {
     }
 
     /// A copy of this model with `adapter` folded into its weights (W + s·B·A). The copy shares
-    /// this model's adapter pool.
-    pub fn merged(&self, adapter: &AdapterWeights) -> Self {
+    /// this model's adapter pool. Refused for quantized weights: folding a delta in would mean
+    /// expanding the layer to f32 (or requantizing it, which changes the base); serve the adapter
+    /// unmerged instead, through SGMV.
+    pub fn merged(&self, adapter: &AdapterWeights) -> Result<Self, ModelError> {
         let scale = adapter.config.scale() as f32;
         let r = adapter.config.rank;
         let mut merged = self.clone();
@@ -387,10 +437,18 @@ impl<B: SgmvBackend> Model<B> {
             // s·(B·A)ᵀ = Aᵀ·(s·Bᵀ)
             let a_t = transposed::<B>(&pair.a, [r, fan_in], &self.device);
             let b_t = transposed::<B>(&pair.b, [fan_out, r], &self.device) * scale;
-            let p = &mut merged.layers[pair.layer].projections[target_index(pair.target)];
-            p.weight_t = p.weight_t.clone() + a_t.matmul(b_t);
+            match &mut merged.layers[pair.layer].projections[target_index(pair.target)].weight {
+                Weight::Dense(weight_t) => *weight_t = weight_t.clone() + a_t.matmul(b_t),
+                Weight::Quant(_) => {
+                    return Err(ModelError::MergeQuantized {
+                        adapter: adapter.name.clone(),
+                        layer: pair.layer,
+                        target: pair.target.path(),
+                    });
+                }
+            }
         }
-        merged
+        Ok(merged)
     }
 
     pub fn new_cache(&self) -> KvCache<B> {
@@ -408,7 +466,9 @@ impl<B: SgmvBackend> Model<B> {
         let [batch, seq] = tokens.dims();
         let lora = self.lora(adapters, batch, seq)?.map(Delta::Sgmv);
         let h = self.hidden(tokens, cache, lora.as_ref())?;
-        Ok(h.matmul(self.lm_head_t.clone())
+        Ok(self
+            .lm_head
+            .forward(h)?
             .reshape([batch, seq, self.config.vocab_size]))
     }
 
@@ -423,7 +483,9 @@ impl<B: SgmvBackend> Model<B> {
         let [batch, seq] = tokens.dims();
         let mut cache = self.new_cache();
         let h = self.hidden(tokens, &mut cache, Some(&Delta::Dense(lora)))?;
-        Ok(h.matmul(self.lm_head_t.clone())
+        Ok(self
+            .lm_head
+            .forward(h)?
             .reshape([batch, seq, self.config.vocab_size]))
     }
 
@@ -443,7 +505,7 @@ impl<B: SgmvBackend> Model<B> {
             .reshape([batch, seq, hidden])
             .slice([0..batch, seq - 1..seq, 0..hidden])
             .reshape([batch, hidden]);
-        Ok(h.matmul(self.lm_head_t.clone()))
+        self.lm_head.forward(h)
     }
 
     /// Resolves a batch's adapters to SGMV segments over its `batch · seq` rows (sequence b owns
@@ -507,7 +569,7 @@ impl<B: SgmvBackend> Model<B> {
         let offset = cache.len;
         let (cos, sin) = self.rope.tables::<B>(offset, seq, &self.device);
         let mask = (seq > 1).then(|| causal_mask::<B>(seq, offset, &self.device));
-        let h = self.embed.clone().select(0, tokens.reshape([batch * seq]));
+        let h = self.embed.lookup(tokens.reshape([batch * seq]))?;
         let h = self.layers(h, lora, |i, q, k, v| {
             let heads =
                 |t: Tensor<B, 2>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
@@ -576,7 +638,7 @@ impl<B: SgmvBackend> Model<B> {
             .map(|&t| t as i32)
             .collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [total]), &self.device);
-        let h = self.embed.clone().select(0, ids);
+        let h = self.embed.lookup(ids)?;
         let h = self.layers(h, lora.as_ref(), |i, q, k, v| {
             let (q_dim, kv_dim) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
             let mut outputs = Vec::with_capacity(steps.len());
@@ -607,7 +669,7 @@ impl<B: SgmvBackend> Model<B> {
             .collect();
         let last =
             Tensor::<B, 1, Int>::from_data(TensorData::new(last, [steps.len()]), &self.device);
-        Ok(h.select(0, last).matmul(self.lm_head_t.clone()))
+        self.lm_head.forward(h.select(0, last))
     }
 
     /// The decoder stack over `[rows, hidden]` embeddings, with `attend(layer, q, k, v)` turning
@@ -643,6 +705,22 @@ pub struct Step<'a, B: SgmvBackend> {
     pub tokens: &'a [u32],
     pub seq: &'a mut SeqKv,
     pub adapter: Option<&'a Adapter<B>>,
+}
+
+/// Bytes of the f32 tensors [`Model::from_weights`] makes: the embedding and, tied or not, a
+/// transposed copy of it as the output projection; every projection (with its bias); the norms.
+fn dense_weight_bytes(c: &ModelConfig) -> u64 {
+    let projections: usize = Target::ALL
+        .iter()
+        .map(|&t| {
+            let (fan_in, fan_out) = t.dims(c);
+            let bias = c.qkv_bias && matches!(t, Target::Q | Target::K | Target::V);
+            fan_in * fan_out + if bias { fan_out } else { 0 }
+        })
+        .sum();
+    let per_layer = projections + 2 * c.hidden_size;
+    let total = 2 * c.vocab_size * c.hidden_size + c.num_layers * per_layer + c.hidden_size;
+    4 * total as u64
 }
 
 /// Uploads the transpose of a row-major `[rows, cols]` matrix as a contiguous `[cols, rows]`

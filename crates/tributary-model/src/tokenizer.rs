@@ -29,6 +29,16 @@ impl Tokenizer {
         })
     }
 
+    /// A tokenizer built elsewhere in the crate (from GGUF metadata); `file` names its source.
+    pub(crate) fn from_inner(inner: tokenizers::Tokenizer, file: PathBuf) -> Self {
+        Self { inner, file }
+    }
+
+    /// The id of a token spelled exactly `token` (a special token such as `<|im_end|>`).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// Token ids of `text`, without special tokens added (the prompt is taken as written).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         let encoding = self.inner.encode(text, false).map_err(|e| self.err(e))?;

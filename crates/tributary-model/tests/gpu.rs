@@ -35,6 +35,7 @@ fn run<B: tributary_model::SgmvBackend>(
 }
 
 #[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
 fn wgpu_matches_cpu_on_every_fixture() {
     let cpu_device = Default::default();
     let gpu_device = burn::backend::wgpu::WgpuDevice::default();
@@ -67,6 +68,7 @@ fn wgpu_matches_cpu_on_every_fixture() {
 mod common;
 
 #[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
 fn mixed_adapter_batch_matches_sequences_run_alone_on_wgpu() {
     let model = common::load::<Wgpu>(
         &dir("llama-gqa"),
@@ -77,6 +79,7 @@ fn mixed_adapter_batch_matches_sequences_run_alone_on_wgpu() {
 }
 
 #[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
 fn continuous_batching_steps_match_sequences_run_alone_on_wgpu() {
     let model = common::load::<Wgpu>(
         &dir("llama-gqa"),

@@ -141,7 +141,7 @@ pub fn batch_matches_sequences_run_alone<B: SgmvBackend>(model: &Model<B>) -> f3
                 true
             }))
             .unwrap();
-        let merged = model.merged(&weights[i]);
+        let merged = model.merged(&weights[i]).unwrap();
         let folded =
             pollster::block_on(generate(&merged, None, prompt, &params, |_| true)).unwrap();
         for (label, run) in [("alone", &alone), ("merged", &folded)] {

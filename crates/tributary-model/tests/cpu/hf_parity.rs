@@ -131,7 +131,7 @@ fn merged_adapters_agree_with_unmerged() {
         for (adapter_name, cases) in reference(name).adapters {
             let weights = adapter_weights(&model, name, &adapter_name);
             let adapter = model.adapter(&weights).unwrap();
-            let merged = model.merged(&weights);
+            let merged = model.merged(&weights).unwrap();
             for (i, case) in cases.iter().enumerate() {
                 let label = format!("{name}+{adapter_name} merged, prompt {i}");
                 check(&label, &merged, None, case);

@@ -1,6 +1,6 @@
 //! A batch whose sequences each use their own adapter equals each sequence run alone (CPU).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
