@@ -15,6 +15,9 @@ pub trait QuantLinear<B: Backend>: Debug + Send + Sync {
     fn forward(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>, QuantError>;
     /// Rows `ids` of `W`, dequantized: an embedding lookup, `[ids, cols]`.
     fn gather(&self, ids: Tensor<B, 1, Int>) -> Result<Tensor<B, 2>, QuantError>;
+    /// Bytes the weights occupy where this backend keeps them (host memory or a device
+    /// buffer), for the model's memory accounting.
+    fn stored_bytes(&self) -> u64;
 }
 
 /// A burn backend that can keep weights quantized.
@@ -74,6 +77,10 @@ mod ndarray {
                 TensorData::new(out, [ids.len(), cols]),
                 &self.device,
             ))
+        }
+
+        fn stored_bytes(&self) -> u64 {
+            self.w.bytes().len() as u64
         }
     }
 

@@ -120,6 +120,18 @@ fn dispatch(x: &[f32], sums: &[f32], m: usize, w: &QMatrix, out: &mut [f32], fir
         };
         return;
     }
+    #[cfg(target_arch = "wasm32")]
+    rows_simd128(x, sums, m, w, out, first);
+    #[cfg(not(target_arch = "wasm32"))]
+    rows_with::<Plain>(x, sums, m, w, out, first);
+}
+
+/// WebAssembly SIMD, which every engine the tab and the edge run on has; an engine without it
+/// refuses the whole module when it is loaded (wasm has no run-time feature detection), so only
+/// the modules that contain these kernels need it: the wallet verifier stays plain wasm32.
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+fn rows_simd128(x: &[f32], sums: &[f32], m: usize, w: &QMatrix, out: &mut [f32], first: usize) {
     rows_with::<Plain>(x, sums, m, w, out, first);
 }
 

@@ -14,6 +14,8 @@
 mod backend;
 mod cpu;
 pub mod reference;
+#[cfg(feature = "wgpu")]
+mod wgpu;
 
 use std::fmt;
 use std::ops::Range;
@@ -24,6 +26,8 @@ pub use tributary_gguf::GgmlType;
 #[cfg(feature = "burn")]
 pub use backend::{QuantBackend, QuantLinear};
 pub use cpu::{matmul, matmul_threads};
+#[cfg(feature = "wgpu")]
+pub use wgpu::{GEMV_MAX_ROWS, SCRATCH_BYTES};
 
 /// What is wrong with a quantized matrix or the operands of a product.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,9 +70,6 @@ pub struct QMatrix {
     row_bytes: usize,
     data: Bytes,
     range: Range<usize>,
-    /// Whether `data` is this matrix's own allocation (rows reordered, made in memory) rather
-    /// than a view of a shared file.
-    owned: bool,
 }
 
 impl fmt::Debug for QMatrix {
@@ -125,7 +126,6 @@ impl QMatrix {
             row_bytes,
             data,
             range,
-            owned: false,
         })
     }
 
@@ -138,9 +138,7 @@ impl QMatrix {
         bytes: Vec<u8>,
     ) -> Result<Self, QuantError> {
         let len = bytes.len();
-        let mut m = Self::new(name, ty, rows, cols, Arc::new(bytes), 0..len)?;
-        m.owned = true;
-        Ok(m)
+        Self::new(name, ty, rows, cols, Arc::new(bytes), 0..len)
     }
 
     /// A copy whose row `r` is this matrix's row `source(r)`: llama.cpp stores the rows of the q
@@ -163,11 +161,6 @@ impl QMatrix {
             bytes.extend_from_slice(self.row(s));
         }
         Self::from_vec(self.name.clone(), self.ty, self.rows, self.cols, bytes)
-    }
-
-    /// Bytes allocated for this matrix alone: zero for a view of a file's bytes.
-    pub fn owned_bytes(&self) -> usize {
-        if self.owned { self.range.len() } else { 0 }
     }
 
     /// Row `id` (an `i64` as burn's integer tensors hold it) dequantized into `out`.
