@@ -16,7 +16,11 @@ Written:
   64 ids and at every 97th id (the full 49,152 would make the fixture megabytes, and a wrong
   dequantization moves every logit); and 24 greedy tokens with, at each step, the margin between
   the two best logits, so a test can teacher-force the greedy continuation and skip only the
-  steps where the reference itself nearly tied.
+  steps where the reference itself nearly tied;
+- `adapter`: the same record for two prompts with a PEFT LoRA adapter on top (rank 2 on q_proj
+  and v_proj, seeded random weights stored as f16 so that what PEFT computes with is exactly
+  what the file holds), written to tests/fixtures/smollm2/adapter-qv-r2/, and how far it moves
+  the last logits, so a test can tell that an ignored adapter would fail it.
 """
 
 import json
@@ -25,9 +29,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "smollm2" / "reference.json"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "smollm2"
+OUT = FIXTURES / "reference.json"
+ADAPTER = "adapter-qv-r2"
 GREEDY_STEPS = 24
 TOP = 64
 STRIDE = 97
@@ -79,6 +87,59 @@ def exact(x: float) -> float:
     return float(torch.tensor(x, dtype=torch.float32).item())
 
 
+def record(model, tok, p, vocab) -> None:
+    """The last position's logits at the picked ids, and greedy tokens with their margins."""
+    ids = p["ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, -1]
+    top = torch.topk(logits, TOP).indices.tolist()
+    picked = sorted(set(top) | set(range(0, vocab, STRIDE)))
+    p["logits"] = {"ids": picked, "values": [exact(logits[i].item()) for i in picked]}
+    # Greedy by hand (argmax, no sampling, no EOS stop) so every step's margin is recorded.
+    seq = list(ids)
+    greedy, margins = [], []
+    with torch.no_grad():
+        for _ in range(GREEDY_STEPS):
+            step = model(torch.tensor([seq])).logits[0, -1]
+            best = torch.topk(step, 2)
+            greedy.append(int(best.indices[0]))
+            margins.append(exact((best.values[0] - best.values[1]).item()))
+            seq.append(greedy[-1])
+    p["greedy"] = greedy
+    p["margins"] = margins
+    p["greedy_text"] = tok.decode(greedy)
+    print(f"{p['kind']}: {p['text']!r} -> {p['greedy_text']!r}")
+
+
+def make_adapter(model, base_name):
+    """A rank-2 LoRA on q_proj and v_proj with seeded random factors, saved as PEFT saves it
+    (then cast to f16, to keep the fixture small) and applied from exactly the saved values."""
+    config = LoraConfig(r=2, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    peft = get_peft_model(model, config)
+    g = torch.Generator().manual_seed(19)
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_" in name:
+                value = torch.randn(param.shape, generator=g) * 0.05
+                param.copy_(value.to(torch.float16).to(torch.float32))
+    out = FIXTURES / ADAPTER
+    peft.save_pretrained(str(out), safe_serialization=True)
+    weights = out / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k: v.to(torch.float16) for k, v in tensors.items()}, str(weights), {"format": "pt"})
+    # Name the base by its file, not this machine's path, and keep the file stable across runs.
+    config_file = out / "adapter_config.json"
+    saved = json.loads(config_file.read_text())
+    saved["base_model_name_or_path"] = base_name
+    saved["target_modules"] = sorted(saved["target_modules"])
+    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    readme = out / "README.md"
+    if readme.exists():
+        readme.unlink()
+    peft.eval()
+    return peft
+
+
 def main() -> None:
     gguf = Path(sys.argv[1])
     torch.manual_seed(0)
@@ -102,27 +163,22 @@ def main() -> None:
 
     vocab = model.config.vocab_size
     for p in prompts:
-        ids = tok(p["text"], add_special_tokens=False)["input_ids"]
-        p["ids"] = ids
-        with torch.no_grad():
-            logits = model(torch.tensor([ids])).logits[0, -1]
-        top = torch.topk(logits, TOP).indices.tolist()
-        picked = sorted(set(top) | set(range(0, vocab, STRIDE)))
-        p["logits"] = {"ids": picked, "values": [exact(logits[i].item()) for i in picked]}
-        # Greedy by hand (argmax, no sampling, no EOS stop) so every step's margin is recorded.
-        seq = list(ids)
-        greedy, margins = [], []
-        with torch.no_grad():
-            for _ in range(GREEDY_STEPS):
-                step = model(torch.tensor([seq])).logits[0, -1]
-                best = torch.topk(step, 2)
-                greedy.append(int(best.indices[0]))
-                margins.append(exact((best.values[0] - best.values[1]).item()))
-                seq.append(greedy[-1])
-        p["greedy"] = greedy
-        p["margins"] = margins
-        p["greedy_text"] = tok.decode(greedy)
-        print(f"{p['kind']}: {p['text']!r} -> {p['greedy_text']!r}")
+        p["ids"] = tok(p["text"], add_special_tokens=False)["input_ids"]
+        record(model, tok, p, vocab)
+
+    adapter = make_adapter(model, gguf.name)
+    adapted = []
+    for p in prompts[::3]:
+        a = {key: p[key] for key in ("kind", "text", "ids")}
+        if "messages" in p:
+            a["messages"] = p["messages"]
+        record(adapter, tok, a, vocab)
+        base = dict(zip(p["logits"]["ids"], p["logits"]["values"]))
+        a["moved"] = max(
+            abs(v - base[i]) for i, v in zip(a["logits"]["ids"], a["logits"]["values"]) if i in base
+        )
+        print(f"  with {ADAPTER}: logits moved by up to {a['moved']:.3f}")
+        adapted.append(a)
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
     reference = {
@@ -139,6 +195,7 @@ def main() -> None:
         "tokenizer": tokenizer,
         "chat": chat,
         "prompts": prompts,
+        "adapter": {"name": ADAPTER, "prompts": adapted},
     }
     OUT.write_text(json.dumps(reference, ensure_ascii=False, indent=1) + "\n")
     print(f"wrote {OUT}")

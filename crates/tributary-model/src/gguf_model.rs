@@ -104,7 +104,6 @@ impl<B: SgmvBackend + QuantBackend> Model<B> {
         let c = &config;
         let file = file_name(&gguf);
         let bytes: Bytes = gguf.clone();
-        let mut weight_bytes = 0u64;
 
         let info = |name: &str, dims: &[usize]| {
             let t = gguf.tensor(name).ok_or_else(|| ModelError::MissingTensor {
@@ -125,9 +124,8 @@ impl<B: SgmvBackend + QuantBackend> Model<B> {
             Ok(t)
         };
         // A `[rows, cols]` matrix: GGUF lists the dimensions innermost first, `[cols, rows]`.
-        let mut matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix, ModelError> {
+        let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix, ModelError> {
             let t = info(name, &[cols, rows])?;
-            weight_bytes += t.n_bytes();
             Ok(QMatrix::new(
                 name,
                 t.ggml_type(),
@@ -147,24 +145,28 @@ impl<B: SgmvBackend + QuantBackend> Model<B> {
 
         let embed_matrix = matrix("token_embd.weight", c.vocab_size, c.hidden_size)?;
         let embed = B::quant_linear(embed_matrix, device)?;
+        // What each backend stores, plus the file's own copy of the rows we reordered (read to
+        // make the copy, so possibly resident while the file is mapped): an upper bound.
+        let mut weight_bytes = embed.stored_bytes();
         let mut layers = Vec::with_capacity(c.num_layers);
-        let mut owned = 0u64;
         for i in 0..c.num_layers {
             let projection = |target: Target| -> Result<Linear<B>, ModelError> {
                 let (fan_in, fan_out) = target.dims(c);
                 let name = tensor_name(i, target);
                 let mut w = matrix(&format!("{name}.weight"), fan_out, fan_in)?;
                 if permutes && matches!(target, Target::Q | Target::K) {
+                    weight_bytes += w.bytes().len() as u64;
                     w = w.permute_rows(|r| unpermute_qk_row(r, c.head_dim))?;
-                    owned += w.owned_bytes() as u64;
                 }
+                let w = B::quant_linear(w, device)?;
+                weight_bytes += w.stored_bytes();
                 let bias = if c.qkv_bias && matches!(target, Target::Q | Target::K | Target::V) {
                     Some(vector(&format!("{name}.bias"), fan_out)?)
                 } else {
                     None
                 };
                 Ok(Linear {
-                    weight: Weight::Quant(B::quant_linear(w, device)?),
+                    weight: Weight::Quant(w),
                     bias,
                 })
             };
@@ -180,9 +182,13 @@ impl<B: SgmvBackend + QuantBackend> Model<B> {
                 bias: None,
             }
         } else {
-            let head = matrix("output.weight", c.vocab_size, c.hidden_size)?;
+            let head = B::quant_linear(
+                matrix("output.weight", c.vocab_size, c.hidden_size)?,
+                device,
+            )?;
+            weight_bytes += head.stored_bytes();
             Linear {
-                weight: Weight::Quant(B::quant_linear(head, device)?),
+                weight: Weight::Quant(head),
                 bias: None,
             }
         };
@@ -197,7 +203,7 @@ impl<B: SgmvBackend + QuantBackend> Model<B> {
             device: device.clone(),
             pool: B::new_pool(device, pool)?,
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
-            weight_bytes: weight_bytes + owned + norms as u64,
+            weight_bytes: weight_bytes + norms as u64,
             config,
         })
     }

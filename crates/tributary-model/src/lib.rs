@@ -3,7 +3,7 @@
 //! edge wasm), `Wgpu` (Vulkan, WebGPU in a tab), `Cuda`, and under `Autodiff` for fine-tuning.
 //!
 //! Inputs are Hugging Face's own formats — `config.json`, safetensors (single or sharded),
-//! `tokenizer.json`, PEFT adapter folders — and every problem with them is a [`ModelError`]
+//! `tokenizer.json`, PEFT adapter folders — or a GGUF file, and every problem with them is a [`ModelError`]
 //! naming the file and field or tensor at fault.
 
 #[cfg(all(target_arch = "wasm32", feature = "wgpu"))]
@@ -18,6 +18,8 @@ mod kv;
 mod lora;
 mod model;
 mod rope;
+#[cfg(not(target_arch = "wasm32"))]
+mod source;
 mod tokenizer;
 mod weights;
 
@@ -29,6 +31,9 @@ pub use gguf_tokenizer::SpecialTokens;
 pub use kv::{PagedKv, SeqKv};
 pub use lora::{AdapterWeights, LoraConfig, LoraPair, Target, TargetDims};
 pub use model::{Adapter, Adapters, DenseLora, KvCache, Model, Step};
+#[cfg(not(target_arch = "wasm32"))]
+pub use source::ModelSource;
 pub use tokenizer::Tokenizer;
+pub use tributary_quant::QuantBackend;
 pub use tributary_sgmv::{PoolOptions, SgmvBackend};
 pub use weights::WeightFiles;

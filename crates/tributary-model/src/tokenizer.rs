@@ -49,6 +49,12 @@ impl Tokenizer {
         self.inner.decode(ids, true).map_err(|e| self.err(e))
     }
 
+    /// The tokenizer as `tokenizer.json` would hold it: what an index built with it records (by
+    /// hash) when the tokenizer came from a GGUF's metadata rather than a file.
+    pub fn to_json(&self) -> Result<String, ModelError> {
+        self.inner.to_string(false).map_err(|e| self.err(e))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

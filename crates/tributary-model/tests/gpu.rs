@@ -88,3 +88,15 @@ fn continuous_batching_steps_match_sequences_run_alone_on_wgpu() {
     let worst = common::continuous_batching_matches_sequences_run_alone(&model);
     eprintln!("max |Δlogit| continuous batching vs alone: {worst:e}");
 }
+
+/// The default model (SmolLM2-135M-Instruct, Q4_1) with its weights quantized in device buffers,
+/// through the WGSL kernels (one teacher-forced prefill per prompt), against transformers: the
+/// bounds of the CPU suite, on one plain and one chat prompt and one with the PEFT adapter (a
+/// prefill takes ~10 s on lavapipe; the CPU suite runs every prompt).
+#[test]
+#[ignore = "needs a wgpu device: the lavapipe suite of `cargo xtask test` runs it"]
+fn smollm2_matches_transformers_on_wgpu() {
+    let worst =
+        common::smollm2::check_backend::<Wgpu>(&burn::backend::wgpu::WgpuDevice::default(), 3);
+    eprintln!("max |Δlogit| against transformers on wgpu: {worst:e}");
+}

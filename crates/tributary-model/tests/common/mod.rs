@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+pub mod smollm2;
+
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
