@@ -13,7 +13,7 @@ use tributary_attribution::{
     read_snapshot_meta, reuse, snapshot_dir, split_spans, trace,
 };
 use tributary_datanet::Store;
-use tributary_model::Tokenizer;
+use tributary_model::{ModelSource, Tokenizer};
 use tributary_receipt::{B256, METHOD_SPAN, keccak256};
 
 use crate::gradient::{GradientBuildArgs, TrainDevice};
@@ -59,7 +59,7 @@ enum IndexCommand {
         /// The snapshot version (default: the latest).
         #[arg(long)]
         version: Option<u64>,
-        /// The model folder whose tokenizer.json the index is for.
+        /// The model (folder or .gguf file) whose tokenizer the index is for.
         #[arg(long)]
         model: PathBuf,
         #[arg(long, value_enum, default_value = "span")]
@@ -108,11 +108,23 @@ pub struct AttributeArgs {
     pub(crate) places: Places,
 }
 
+/// A model's tokenizer and the hash an index records of it: of the folder's tokenizer.json, or
+/// of a GGUF's tokenizer serialized as that file would be.
 pub fn tokenizer(model: &Path) -> Result<(Tokenizer, String)> {
-    let path = model.join("tokenizer.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let tokenizer = Tokenizer::from_bytes(&path, &bytes)?;
-    Ok((tokenizer, keccak256(&bytes).to_string()))
+    match ModelSource::open(model)? {
+        ModelSource::Dir(dir) => {
+            let path = dir.join("tokenizer.json");
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let tokenizer = Tokenizer::from_bytes(&path, &bytes)?;
+            Ok((tokenizer, keccak256(&bytes).to_string()))
+        }
+        gguf => {
+            let tokenizer = gguf.tokenizer()?;
+            let hash = keccak256(tokenizer.to_json()?.as_bytes()).to_string();
+            Ok((tokenizer, hash))
+        }
+    }
 }
 
 pub fn latest_version(store: &Store, datanet: &str) -> Result<u64> {

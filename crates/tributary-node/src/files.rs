@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use alloy::primitives::Keccak256;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use tributary_model::ModelSource;
 use tributary_receipt::B256;
 
 /// Files a tab needs besides the weights, if the folder has them.
@@ -52,7 +53,13 @@ pub struct Manifest {
 impl Manifest {
     /// config.json, the weights (model.safetensors, or the index and its shards), tokenizer.json,
     /// and the optional extras the folder has. Hashes every file in one pass.
-    pub fn of_model(dir: &Path) -> Result<Self> {
+    /// A GGUF is one file; a folder is its weight files (hashed into the model's identity) and
+    /// the tokenizer and config files beside them.
+    pub fn of_model(source: &ModelSource) -> Result<Self> {
+        let dir = match source {
+            ModelSource::Gguf(_) => return Self::hash(&[source.path()], &[]),
+            ModelSource::Dir(dir) => dir,
+        };
         let weights = weight_files(dir)?;
         let mut extras = vec![dir.join("tokenizer.json")];
         extras.extend(
@@ -194,7 +201,7 @@ mod tests {
     #[test]
     fn a_sharded_model_lists_its_index_and_shards_and_hashes_as_before() {
         let dir = fixture("qwen2-bias");
-        let manifest = Manifest::of_model(&dir).unwrap();
+        let manifest = Manifest::of_model(&ModelSource::Dir(dir.clone())).unwrap();
         let names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -233,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_folder_without_weights_is_refused() {
-        let err = Manifest::of_model(&fixture("llama-gqa/adapters")).unwrap_err();
+        let err = Manifest::of_model(&ModelSource::Dir(fixture("llama-gqa/adapters"))).unwrap_err();
         assert!(format!("{err:#}").contains("model.safetensors"), "{err:#}");
     }
 }

@@ -1,14 +1,16 @@
 //! `tributary run`: load a model (and adapter), generate, print text or one JSON object.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::backend::{NdArray, Wgpu};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tributary_model::{AdapterWeights, Model, SamplingParams, SgmvBackend, Tokenizer, generate};
+use tributary_model::{
+    AdapterWeights, ChatMessage, ModelSource, QuantBackend, SamplingParams, SgmvBackend, generate,
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Device {
@@ -20,14 +22,21 @@ pub enum Device {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Hugging Face model folder (config.json, model.safetensors or shards, tokenizer.json).
+    /// Hugging Face model folder (config.json, model.safetensors or shards, tokenizer.json) or
+    /// a .gguf file. Default: the embedded model (SmolLM2-135M-Instruct, Q4_1), which
+    /// `cargo xtask setup` installs.
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// PEFT adapter folder (adapter_config.json, adapter_model.safetensors).
     #[arg(long)]
     adapter: Option<PathBuf>,
-    #[arg(long)]
-    prompt: String,
+    /// Text to continue, as is.
+    #[arg(long, required_unless_present = "chat")]
+    prompt: Option<String>,
+    /// A user message, rendered with the model's chat template (and its default system turn)
+    /// into the prompt the model answers.
+    #[arg(long, conflicts_with = "prompt", value_name = "TEXT")]
+    chat: Option<String>,
     #[arg(long, default_value_t = 64)]
     max_tokens: usize,
     /// Always take the most likely token (same as --temperature 0).
@@ -67,7 +76,16 @@ fn step(bar: &ProgressBar, message: &str) {
     bar.inc(1);
 }
 
-fn run_on<B: SgmvBackend>(args: &RunArgs, device: &B::Device) -> Result<()> {
+/// `--model`, or the embedded default model's installed file when it is absent.
+pub(crate) fn model_path(model: Option<&Path>) -> Result<PathBuf> {
+    match model {
+        Some(path) => Ok(path.to_path_buf()),
+        None => Ok(tributary_models::DEFAULT.locate()?),
+    }
+}
+
+fn run_on<B: SgmvBackend + QuantBackend>(args: &RunArgs, device: &B::Device) -> Result<()> {
+    let path = model_path(args.model.as_deref())?;
     let bar = ProgressBar::new(if args.adapter.is_some() { 3 } else { 2 });
     bar.set_style(
         ProgressStyle::with_template("{spinner} loading [{bar:20}] {pos}/{len} {msg}")
@@ -76,10 +94,28 @@ fn run_on<B: SgmvBackend>(args: &RunArgs, device: &B::Device) -> Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar.set_message("tokenizer");
-    let tokenizer = Tokenizer::from_file(&args.model.join("tokenizer.json"))?;
+    let source = ModelSource::open(&path)?;
+    let tokenizer = source.tokenizer()?;
+    let prompt = match (&args.prompt, &args.chat) {
+        (Some(prompt), _) => prompt.clone(),
+        (None, Some(message)) => {
+            let Some(template) = source.chat_template()? else {
+                bail!("--chat: {} has no chat template", path.display());
+            };
+            template.render(
+                &[ChatMessage {
+                    role: "user".into(),
+                    content: message.clone(),
+                }],
+                true,
+            )?
+        }
+        (None, None) => bail!("--prompt or --chat is required"),
+    };
     step(&bar, "model weights");
-    let model = Model::<B>::load(&args.model, device)?;
+    let model = source.load::<B>(device)?;
     tracing::info!(
+        model = %path.display(),
         layers = model.config.num_layers,
         hidden = model.config.hidden_size,
         "model loaded"
@@ -96,7 +132,7 @@ fn run_on<B: SgmvBackend>(args: &RunArgs, device: &B::Device) -> Result<()> {
     step(&bar, "done");
     bar.finish_and_clear();
 
-    let prompt_ids = tokenizer.encode(&args.prompt)?;
+    let prompt_ids = tokenizer.encode(&prompt)?;
     let params = SamplingParams {
         temperature: if args.greedy { 0.0 } else { args.temperature },
         top_k: args.top_k,

@@ -34,7 +34,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 use tributary_http::{Answer, Conditions};
 use tributary_model::{
-    AdapterWeights, ChatMessage, ChatTemplate, Model, SgmvBackend, StopReason, Tokenizer,
+    AdapterWeights, ChatMessage, ChatTemplate, ModelSource, QuantBackend, SgmvBackend, StopReason,
+    Tokenizer,
 };
 use tributary_receipt::{
     Address, B256, Domain, MAX_ATTRIBUTIONS, METHOD_SPAN, Receipt, SignedReceipt, keccak256,
@@ -58,9 +59,11 @@ const ATTRIBUTION_SHARE: f64 = 0.95;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Hugging Face model folder (config.json, model.safetensors, tokenizer.json).
+    /// Hugging Face model folder (config.json, model.safetensors, tokenizer.json) or a .gguf
+    /// file. Default: the embedded model (SmolLM2-135M-Instruct, Q4_1), which
+    /// `cargo xtask setup` installs.
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Adapters to register at start, as NAME=FOLDER or NAME=URL (http(s):// folder or
     /// hf://ORG/REPO[@REVISION]); repeatable. Loaded on first use; URLs are downloaded first.
     #[arg(long = "adapter", value_name = "NAME=FOLDER|URL")]
@@ -257,7 +260,7 @@ fn default_cache() -> PathBuf {
     base.join("tributary/adapters")
 }
 
-fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
+fn serve_on<B: SgmvBackend + QuantBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
     // What can be wrong with the flags is found before the model is loaded.
     if let Some(web) = &args.web
         && !web.join("index.html").is_file()
@@ -271,34 +274,32 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
             anchor: args.anchor,
         },
     )?;
+    let model_path = crate::run::model_path(args.model.as_deref())?;
+    let source = ModelSource::open(&model_path)?;
     let attributor = match &args.datanet {
         Some(datanet) => Some(Arc::new(
-            SpanAttributor::open(&args.places, datanet, &args.model)
+            SpanAttributor::open(&args.places, datanet, &model_path)
                 .with_context(|| format!("--datanet {datanet}"))?,
         )),
         None => None,
     };
-    let base_files = Arc::new(Manifest::of_model(&args.model)?);
-    let tokenizer = Tokenizer::from_file(&args.model.join("tokenizer.json"))?;
+    let base_files = Arc::new(Manifest::of_model(&source)?);
+    let tokenizer = source.tokenizer()?;
     let chat_template = match &args.chat_template {
         Some(file) => {
-            let source = std::fs::read_to_string(file)
+            let text = std::fs::read_to_string(file)
                 .with_context(|| format!("--chat-template {}", file.display()))?;
-            // The folder's special tokens still apply to a template given on its own.
-            let folder = ChatTemplate::from_model_dir(&args.model)?;
-            let (bos, eos) = folder.as_ref().map_or((String::new(), String::new()), |t| {
+            // The model's special tokens still apply to a template given on its own.
+            let own = source.chat_template()?;
+            let (bos, eos) = own.as_ref().map_or((String::new(), String::new()), |t| {
                 (t.bos_token().to_owned(), t.eos_token().to_owned())
             });
-            Some(ChatTemplate::new(file, &source, &bos, &eos)?)
+            Some(ChatTemplate::new(file, &text, &bos, &eos)?)
         }
-        None => ChatTemplate::from_model_dir(&args.model)?,
+        None => source.chat_template()?,
     };
-    let model = Arc::new(Model::<B>::load(&args.model, device)?);
-    let base = args
-        .model
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "base".into());
+    let model = Arc::new(source.load::<B>(device)?);
+    let base = source.name();
     let mib = |m: u64| m << 20;
     let store = Arc::new(AdapterStore::new(
         Arc::clone(&model),
@@ -381,12 +382,12 @@ fn serve_on<B: SgmvBackend>(args: ServeArgs, device: &B::Device) -> Result<()> {
         let url = format!("http://{}", listener.local_addr()?);
         // The URL stays the last word: scripts and tests take it from there.
         println!(
-            "tributary: serving {} (weights as given; fixtures are random) as node {node} at {url}",
-            args.model.display()
+            "tributary: serving {} as node {node} at {url}",
+            model_path.display()
         );
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        tracing::info!(%url, model = %args.model.display(), %node, "serving");
+        tracing::info!(%url, model = %model_path.display(), %node, "serving");
         axum::serve(listener, app).await?;
         anyhow::Ok(())
     })

@@ -1037,3 +1037,56 @@ fn attribution_signs_a_receipt_that_names_the_quoted_contribution() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `serve` with no `--model` runs the embedded default (SmolLM2-135M-Instruct, Q4_1 GGUF):
+/// /v1/chat/completions renders the GGUF's chat template and answers with transformers' greedy
+/// tokens (crates/tributary-model/tests/fixtures/smollm2/reference.json).
+#[test]
+fn chat_completions_on_the_default_model_match_transformers() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server {
+        child,
+        url: line.split_whitespace().last().unwrap().to_owned(),
+    };
+    let models: Value = serde_json::from_str(&get(&format!("{}/v1/models", server.url))).unwrap();
+    let base = models["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("smollm2/reference.json")).unwrap())
+            .unwrap();
+    let prompt = reference["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "chat" && p["messages"].as_array().unwrap().len() == 2)
+        .expect("a chat prompt with a system turn");
+    let greedy: Vec<u32> = serde_json::from_value(prompt["greedy"].clone()).unwrap();
+    let body = json!({"model": base, "messages": prompt["messages"], "max_tokens": greedy.len(),
+                      "temperature": 0, "ignore_eos": true});
+    let (status, chat) = post(
+        &format!("{}/v1/chat/completions", server.url),
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{chat}");
+    assert_eq!(
+        chat["usage"]["prompt_tokens"],
+        prompt["ids"].as_array().unwrap().len()
+    );
+    let tokenizer =
+        tributary_model::ModelSource::open(&tributary_models::DEFAULT.locate().unwrap())
+            .unwrap()
+            .tokenizer()
+            .unwrap();
+    assert_eq!(
+        chat["choices"][0]["message"]["content"].as_str().unwrap(),
+        tokenizer.decode(&greedy).unwrap()
+    );
+}
