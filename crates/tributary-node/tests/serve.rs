@@ -30,9 +30,14 @@ impl Drop for Server {
 
 fn serve(extra: &[&str]) -> Server {
     let model = fixtures().join("llama-gqa");
+    serve_model(&["--model", model.to_str().unwrap()], extra)
+}
+
+/// `tributary serve` with `model` as its model flags (none: the embedded default).
+fn serve_model(model: &[&str], extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["serve", "--port", "0", "--model"])
-        .arg(&model)
+        .args(["serve", "--port", "0"])
+        .args(model)
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
@@ -1043,19 +1048,7 @@ fn attribution_signs_a_receipt_that_names_the_quoted_contribution() {
 /// tokens (crates/tributary-model/tests/fixtures/smollm2/reference.json).
 #[test]
 fn chat_completions_on_the_default_model_match_transformers() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["serve", "--port", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server {
-        child,
-        url: line.split_whitespace().last().unwrap().to_owned(),
-    };
+    let server = serve_model(&[], &[]);
     let models: Value = serde_json::from_str(&get(&format!("{}/v1/models", server.url))).unwrap();
     let base = models["data"][0]["id"].as_str().unwrap().to_owned();
 

@@ -91,3 +91,19 @@ pub const TYPES: [GgmlType; 8] = [
     GgmlType::Q4_K,
     GgmlType::Q6_K,
 ];
+
+/// Asserts that `got` (a kernel's `x·Wᵀ`) is within a few ulps of the sum of magnitudes of the
+/// reference product: kernels only reorder the sum (and factor a block's scale out of it, or let
+/// the shader compiler fuse a dequantization's multiply-add).
+pub fn assert_matches_reference(got: &[f32], x: &[f32], w: &QMatrix, what: &str) {
+    let mut want = vec![f32::NAN; got.len()];
+    reference::matmul(x, w, &mut want).unwrap();
+    let scale = magnitudes(x, w);
+    for (k, ((g, r), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+        let tol = 4e-6 * s + 1e-6;
+        assert!(
+            (g - r).abs() <= tol,
+            "{what}, output {k}: kernel {g}, reference {r} (tol {tol})"
+        );
+    }
+}
