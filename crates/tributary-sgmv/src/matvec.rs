@@ -168,7 +168,7 @@ fn check_shapes(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Result<(), Gp
 
 /// Row groups laid out within the device's per-dimension grid limit (65,535 on WebGPU).
 fn grid(rows: usize, max_per_dim: u32) -> Result<(u32, u32), GpuError> {
-    crate::plan::fold_grid(rows.div_ceil(ROWS_PER_GROUP as usize), max_per_dim).ok_or(
+    tributary_wgsl::fold_grid(rows.div_ceil(ROWS_PER_GROUP as usize), max_per_dim).ok_or(
         GpuError::TooLarge {
             argument: "rows",
             bytes: rows as u64,

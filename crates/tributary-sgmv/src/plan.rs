@@ -3,6 +3,8 @@
 //! Kept free of any device so the layout can be unit-tested; `shrink.wgsl` documents the same
 //! layout from the kernel's side.
 
+use tributary_wgsl::fold_grid;
+
 use crate::SgmvError;
 use crate::pages::{PAGE_FLOATS, pages_for};
 
@@ -42,15 +44,6 @@ pub struct Plan {
     pub expand_grid: (u32, u32),
     /// f32s of rank values between the kernels (Σ rows · rank; no padding to the largest rank).
     pub v_len: usize,
-}
-
-/// Lays `groups` workgroups out as a 2-D grid whose x extent stays within `max_per_dim`
-/// (65,535 on WebGPU); `None` if even a square grid cannot hold them.
-pub fn fold_grid(groups: usize, max_per_dim: u32) -> Option<(u32, u32)> {
-    let max = max_per_dim as usize;
-    let x = groups.clamp(1, max);
-    let y = groups.div_ceil(x).max(1);
-    (y <= max).then_some((x as u32, y as u32))
 }
 
 /// Builds the kernels' work list for a batch of `(fan_in, fan_out)` rows. Segments without a
@@ -242,14 +235,6 @@ mod tests {
             plan((64, 128), &segs, 8, 65_535),
             Err(SgmvError::Mismatch(_))
         ));
-    }
-
-    #[test]
-    fn grids_fold_into_the_second_dimension() {
-        assert_eq!(fold_grid(0, 65_535), Some((1, 1)));
-        assert_eq!(fold_grid(17, 65_535), Some((17, 1)));
-        assert_eq!(fold_grid(65_537, 65_535), Some((65_535, 2)));
-        assert_eq!(fold_grid(17 * 17 + 1, 16), None);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::SgmvError;
 use crate::backend::{AdapterPool, PoolOptions, SgmvBackend, Slots, lock};
 use crate::lora::{AdapterId, AdapterMatrices, Segment, check_batch};
 use crate::pages::{MAX_CHUNKS, PAGE_BYTES, PAGE_FLOATS, PageAllocator, PoolGeometry, pages_for};
-use crate::plan::{PagedMatrix, PlannedSegment, fold_grid, page_contents, plan};
+use crate::plan::{PagedMatrix, PlannedSegment, page_contents, plan};
+use tributary_wgsl::fold_grid;
 
 const POOL_WGSL: &str = include_str!("pool.wgsl");
 const WORKGROUP: u32 = 256;
@@ -285,10 +286,6 @@ impl SgmvBackend for Wgpu {
 mod tests {
     use super::*;
 
-    /// cubecl reports a kernel that fails to compile in its log, not to the caller, and the
-    /// launch then does nothing: validate every kernel as cubecl will build it (the pool prelude
-    /// plus the kernel) with naga, the translator wgpu uses, so a bad shader fails here. (A
-    /// first version named a buffer `meta`, a WGSL reserved word, and silently computed nothing.)
     #[test]
     fn every_kernel_is_valid_wgsl() {
         let kernels: [(&str, SourceTemplate); 3] = [
@@ -297,19 +294,7 @@ mod tests {
             ("scatter", ScatterKernel.source()),
         ];
         for (name, source) in kernels {
-            let source = source.complete();
-            let module = naga::front::wgsl::parse_str(&source)
-                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::empty(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-            assert!(
-                module.entry_points.iter().any(|e| e.name == "main"),
-                "{name}: SourceKernel launches the entry point `main`"
-            );
+            tributary_wgsl::assert_valid_kernel(name, &source.complete());
         }
     }
 }

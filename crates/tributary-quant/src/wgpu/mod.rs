@@ -80,16 +80,6 @@ impl std::fmt::Debug for DeviceMatrix {
     }
 }
 
-/// `count` workgroups as a grid no wider than `max_per_dim` in either dimension: `(x, y)`.
-fn grid(count: usize, max_per_dim: u32) -> Option<(u32, u32)> {
-    let x = count.clamp(1, max_per_dim as usize);
-    let y = count.div_ceil(x).max(1);
-    Some((
-        x as u32,
-        u32::try_from(y).ok().filter(|&y| y <= max_per_dim)?,
-    ))
-}
-
 impl DeviceMatrix {
     fn upload(w: &QMatrix, device: &WgpuDevice) -> Result<Self, QuantError> {
         let too_large = |what: &str| QuantError::Shape {
@@ -160,7 +150,7 @@ impl DeviceMatrix {
         input: Option<Handle>,
         [out_rows, out_cols]: [usize; 2],
     ) -> Result<Tensor<Wgpu, 2>, QuantError> {
-        let (gx, gy) = grid(groups, self.max_per_dim).ok_or_else(|| {
+        let (gx, gy) = tributary_wgsl::fold_grid(groups, self.max_per_dim).ok_or_else(|| {
             self.error(format!("{groups} workgroups do not fit the device's grid"))
         })?;
         let out_len = out_rows
@@ -257,9 +247,6 @@ impl QuantBackend for Wgpu {
 mod tests {
     use super::*;
 
-    /// cubecl reports a kernel that fails to compile in its log, not to the caller, and the
-    /// launch then does nothing: validate every kernel as cubecl will build it with naga, the
-    /// translator wgpu uses, so a bad shader fails here without a GPU.
     #[test]
     fn every_kernel_is_valid_wgsl() {
         let kernels: [(&str, SourceTemplate); 3] = [
@@ -268,29 +255,7 @@ mod tests {
             ("gather", GatherKernel.source()),
         ];
         for (name, source) in kernels {
-            let source = source.complete();
-            let module = naga::front::wgsl::parse_str(&source)
-                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-            // unpack2x16float is core WGSL (the f16 scales are read with it); naga files it
-            // under a capability that every wgpu backend but DX11's has.
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-            assert!(
-                module.entry_points.iter().any(|e| e.name == "main"),
-                "{name}: SourceKernel launches the entry point `main`"
-            );
+            tributary_wgsl::assert_valid_kernel(name, &source.complete());
         }
-    }
-
-    #[test]
-    fn grids_fold_into_two_dimensions() {
-        assert_eq!(grid(1, 65_535), Some((1, 1)));
-        assert_eq!(grid(65_535, 65_535), Some((65_535, 1)));
-        assert_eq!(grid(65_536, 65_535), Some((65_535, 2)));
-        assert_eq!(grid(6_144, 4), None);
     }
 }
