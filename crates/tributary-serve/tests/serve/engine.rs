@@ -1,11 +1,9 @@
 //! Continuous batching against each request run alone with `tributary_model::generate`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use tributary_model::{SamplingParams, StopReason, generate};
 use tributary_serve::{AdapterStore, Engine, EngineConfig, EngineError, Event, Request, RequestId};
 

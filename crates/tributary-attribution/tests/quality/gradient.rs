@@ -7,8 +7,6 @@
 //! and, in the second test, removal counterfactuals and the linear datamodeling score against
 //! plain gradient dot products.
 
-mod common;
-
 use std::path::PathBuf;
 
 use burn::backend::{Autodiff, NdArray};
@@ -20,7 +18,7 @@ use tributary_finetune::{Lora, TrainParams, example_loss, train};
 use tributary_model::{Model, Tokenizer};
 use tributary_receipt::{Address, B256, U256, process_proof};
 
-use common::{Rng, bible, vocabulary};
+use crate::common::{Rng, bible, vocabulary};
 
 type B = Autodiff<NdArray>;
 

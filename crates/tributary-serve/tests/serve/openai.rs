@@ -2,13 +2,11 @@
 //! fixture's byte-fallback tokenizer (Hugging Face `tokenizers`), where one character can take
 //! several tokens.
 
-mod common;
-
 use proptest::prelude::*;
 use tributary_model::{StopReason, Tokenizer};
 use tributary_serve::openai::{ChunkStream, Reply, Shape};
 
-use common::fixture;
+use crate::common::fixture;
 
 fn tokenizer() -> Tokenizer {
     Tokenizer::from_file(&fixture("llama-gqa/tokenizer.json")).unwrap()

@@ -2,9 +2,7 @@
 //! and random corruptions of it give `Ok` or an error; and whenever they give `Ok`, every
 //! tensor lies inside the file and dequantizes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use tributary_gguf::Gguf;
 

@@ -7,15 +7,13 @@
 //! fixture model. Required: the planted contributor is the top one in ≥ 95% of trials, and ≤ 1% of
 //! all attributed weight goes to anyone else.
 
-mod common;
-
 use std::path::Path;
 
 use tributary_attribution::{Index, Shard, Source, SpanParams, split_spans, trace};
 use tributary_model::Tokenizer;
 use tributary_receipt::{Address, B256};
 
-use common::{Rng, bible, vocabulary};
+use crate::common::{Rng, bible, vocabulary};
 
 const CONTRIBUTORS: usize = 50;
 const TRIALS: usize = 200;

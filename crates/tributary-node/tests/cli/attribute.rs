@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-mod common;
-use common::{Gpl, key};
+use crate::common;
+use crate::common::{Gpl, key};
 use tributary_datanet::{SignedReview, Store, Submission};
 
 fn fixtures() -> PathBuf {

@@ -2,9 +2,7 @@
 //! expected values from gguf-py's `gguf.quants.dequantize` and GGUFReader
 //! (reference/make_fixtures.py, versions pinned in reference/requirements.txt).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 use tributary_gguf::{
     Architecture, Array, GgmlType, Gguf, LlamaConfig, Value, dequantize, dequantize_row,

@@ -1,9 +1,7 @@
 //! Each way a file can be wrong gives the error that names it. The broken files are the gguf-py
 //! fixtures with one field changed, or hand-written where no tool would write such a file.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tributary_gguf::{Error, Gguf, LlamaConfig};
 
 fn parse_err(bytes: Vec<u8>) -> Error {

@@ -1,14 +1,12 @@
 //! The adapter store on the CPU backend, with the model fixtures (tributary-model) and random
 //! PEFT adapters written as real safetensors bytes.
 
-mod common;
-
 use std::sync::Arc;
 
 use tributary_model::{SamplingParams, generate};
 use tributary_serve::{AdapterSource, AdapterStore, Budgets, StoreError, content_hash};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn an_adapter_loads_on_first_use_and_generates_transformers_tokens() {
