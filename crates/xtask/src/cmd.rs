@@ -265,12 +265,29 @@ pub fn build_wasm_release(
         .current_dir(root)
         .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
         .args(["-p", package]);
+    if package == WEB_PACKAGE {
+        web_release_profile(&mut build);
+    }
     match bin {
         Some(bin) => build.args(["--bin", bin]),
         None => build.arg("--lib"),
     };
     run(&mut build)?;
     Ok(wasm_release_file(ws, bin.unwrap_or(package)))
+}
+
+/// The tab's package (`web/`: the app and the smoke pages' bindings), whose wasm32 release builds
+/// — the smoke binary by [`build_wasm_release`], the app by trunk — compile at opt-level 1: the
+/// tab's heavy work runs in WGSL on the GPU, and burn's and cubecl's generic code at level 3 was
+/// the longest single build of a cold `cargo xtask test` (8–11 min on two cores). Every build of
+/// it, in `test` and `demo` alike, goes through here so that they share one set of compiled
+/// crates. The edge worker and the wallet verifier keep level 3: the worker's CPU inference is
+/// what Workers bill and limit, and the verifier builds in under a minute.
+pub const WEB_PACKAGE: &str = "tributary-web";
+
+/// Sets the release profile's opt-level for a build of [`WEB_PACKAGE`] (see there).
+pub fn web_release_profile(command: &mut Command) -> &mut Command {
+    command.env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
 }
 
 /// Where cargo leaves the release `.wasm` of a library or binary target.

@@ -10,7 +10,7 @@ use crate::cmd::{self, Workspace};
 
 /// The smoke pages' bindings are a binary of the app's package (`web/src/bin/smoke`), so they
 /// build with the app's dependencies and share its compiled wasm32 crates with trunk's build.
-const PACKAGE: &str = "tributary-web";
+const PACKAGE: &str = cmd::WEB_PACKAGE;
 const BIN: &str = "smoke";
 
 /// Where [`build`] puts the page's `pkg/`.

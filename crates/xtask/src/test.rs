@@ -211,7 +211,7 @@ fn wasm32(root: &Path, ws: &Workspace) -> Result<()> {
     let rest = cmd::wasm_crates_outside(
         root,
         ws,
-        &[crate::pkg::CRATE, "tributary-web", crate::edge::PACKAGE],
+        &[crate::pkg::CRATE, cmd::WEB_PACKAGE, crate::edge::PACKAGE],
     )?;
     if rest.is_empty() {
         return Ok(());

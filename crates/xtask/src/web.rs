@@ -17,6 +17,7 @@ pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
     let dist = ws.target_dir.join("web-dist");
     let mut trunk = Command::new(cmd::cargo_bin("trunk"));
     cmd::lint_builds(&mut trunk);
+    cmd::web_release_profile(&mut trunk);
     cmd::run(
         trunk
             .current_dir(root)
