@@ -1,6 +1,6 @@
 // Runs the matvec kernel over WebGPU on a few odd shapes and reports the error against the Rust
 // CPU reference. `window.smoke` exposes the same entry points to the Playwright tests.
-import init, { Gpu, matvecReference, maxRelativeError } from './pkg/smoke.js';
+import init, { Gpu, matvecReference, maxRelativeError, wgslKernels } from './pkg/smoke.js';
 import { runPage } from './page.js';
 
 export const TOLERANCE = 1e-5;
@@ -47,6 +47,7 @@ async function main(report) {
     maxStorageBufferBindingSize: gpu.maxStorageBufferBindingSize,
     results,
     allPassed: results.every((r) => r.pass),
+    wgslKernels: () => wgslKernels(),
     // For the tests: plain arrays cross page.evaluate's serialisation.
     runCase: async (rows, cols, seed) => {
       const r = await runCase(rows, cols, seed);

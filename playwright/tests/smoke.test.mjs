@@ -48,3 +48,39 @@ test('matvec over WebGPU matches the CPU reference on odd shapes', async () => {
   }
   assert.ok(await page.evaluate(() => window.smoke.allPassed), 'the page reports its own cases as passing');
 });
+
+// cubecl logs a kernel that fails to compile and then launches nothing, so a kernel Chrome's
+// Tint rejects shows up only as wrong numbers far downstream. Each kernel's complete source, as
+// cubecl builds it, compiled here with the browser's compiler: any error names the kernel, the
+// line and Tint's message.
+test('every cubecl kernel compiles with the browser\'s WGSL compiler', async () => {
+  const { page, errors } = await openSmokePage(h.browser.context, h.server.url);
+  const results = await page.evaluate(async () => {
+    const device = await (await navigator.gpu.requestAdapter()).requestDevice();
+    const out = [];
+    for (const [name, code] of window.smoke.wgslKernels()) {
+      device.pushErrorScope('validation');
+      const module = device.createShaderModule({ code, label: name });
+      const messages = (await module.getCompilationInfo()).messages
+        .filter((m) => m.type === 'error')
+        .map((m) => `${m.lineNum}:${m.linePos} ${m.message}: ${code.split('\n')[m.lineNum - 1]?.trim()}`);
+      let pipeline = 'ok';
+      try {
+        await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      } catch (e) {
+        pipeline = String(e.message ?? e);
+      }
+      const scope = await device.popErrorScope();
+      out.push({ name, messages, pipeline, scope: scope?.message ?? null });
+    }
+    return out;
+  });
+  assert.ok(results.length >= 6, `kernels of both crates: ${results.map((r) => r.name)}`);
+  for (const r of results) {
+    console.log(`${r.name}: ${r.messages.length ? r.messages.join('; ') : 'compiles'}`);
+    assert.deepEqual(r.messages, [], `${r.name}: Tint's errors`);
+    assert.equal(r.pipeline, 'ok', `${r.name}: compute pipeline`);
+    assert.equal(r.scope, null, `${r.name}: validation error`);
+  }
+  assert.deepEqual(errors, [], 'no uncaught errors or console errors');
+});

@@ -27,7 +27,7 @@ pub use tributary_gguf::GgmlType;
 pub use backend::{QuantBackend, QuantLinear};
 pub use cpu::{matmul, matmul_threads};
 #[cfg(feature = "wgpu")]
-pub use wgpu::{GEMV_MAX_ROWS, SCRATCH_BYTES};
+pub use wgpu::{GEMV_MAX_ROWS, SCRATCH_BYTES, wgsl_kernels};
 
 /// What is wrong with a quantized matrix or the operands of a product.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -32,4 +32,4 @@ pub use error::GpuError;
 #[cfg(feature = "wgpu")]
 pub use matvec::Matvec;
 #[cfg(feature = "wgpu")]
-pub use wgpu_pool::WgpuPool;
+pub use wgpu_pool::{WgpuPool, wgsl_kernels};

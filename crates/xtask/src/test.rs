@@ -175,11 +175,11 @@ fn native(root: &Path, _: &Workspace) -> Result<()> {
     )
 }
 
-/// The GPU tests (`tests/gpu.rs` of tributary-sgmv and tributary-model, all `#[ignore]`d so
-/// that the native suite skips them) run with `--ignored` and the Vulkan loader pointed at
-/// lavapipe alone, so they run on the same software device here, in CI and on a developer
-/// machine that also has a real GPU. The crates of [`cmd::native_tests`]: the native suite's
-/// build serves, nothing is compiled again.
+/// The GPU tests (`tests/gpu.rs` of tributary-sgmv, tributary-quant and tributary-model, all
+/// `#[ignore]`d so that the native suite skips them) run with `--ignored` and the Vulkan loader
+/// pointed at lavapipe alone, so they run on the same software device here, in CI and on a
+/// developer machine that also has a real GPU. The crates of [`cmd::native_tests`]: the native
+/// suite's build serves, nothing is compiled again.
 fn lavapipe(root: &Path, _: &Workspace) -> Result<()> {
     let icd = cmd::lavapipe_icd()?;
     let test = || {

@@ -1,5 +1,6 @@
 //! The WGSL kernels of `tributary-sgmv` (matvec), against the same CPU references the native
-//! tests use.
+//! tests use; and the complete source of every kernel that cubecl launches, for the browser's own
+//! WGSL compiler to check.
 
 use std::rc::Rc;
 
@@ -85,4 +86,27 @@ pub fn max_relative_error(
     cols: usize,
 ) -> Result<f64, JsError> {
     Ok(matvec::max_relative_error(got, w, x, rows, cols)?)
+}
+
+/// `[[name, source], …]` of every kernel tributary-sgmv and tributary-quant launch through
+/// cubecl. cubecl only logs a kernel that fails to compile, after which its launches do nothing;
+/// Chrome's Tint rejects some WGSL that naga (the native suites' check) accepts — a constant NaN
+/// made every embedding in the tab read as zero — so the browser suite compiles each here.
+#[wasm_bindgen(js_name = wgslKernels)]
+pub fn wgsl_kernels() -> js_sys::Array {
+    let named = |crate_name: &'static str| {
+        move |(kernel, source): (&str, String)| {
+            let pair = js_sys::Array::of2(&format!("{crate_name}/{kernel}").into(), &source.into());
+            JsValue::from(pair)
+        }
+    };
+    tributary_sgmv::wgsl_kernels()
+        .into_iter()
+        .map(named("tributary-sgmv"))
+        .chain(
+            tributary_quant::wgsl_kernels()
+                .into_iter()
+                .map(named("tributary-quant")),
+        )
+        .collect()
 }
