@@ -1,12 +1,13 @@
 // A small static server for the smoke pages: `/pkg/*` from the wasm-bindgen output folder
 // ($TRIBUTARY_SMOKE_PKG), `/fixtures/*` from tributary-model's test fixtures (small Hugging Face
-// checkpoints with their transformers reference), `/verifier/*` from the wallet package (pkg/),
-// everything else from ./smoke. Loopback only.
+// checkpoints with their transformers reference), `/models/*` from the folder of the default
+// model file ($TRIBUTARY_MODEL_FILE, installed by `cargo xtask setup`), `/verifier/*` from the
+// wallet package (pkg/), everything else from ./smoke. Loopback only.
 //
 //   node serve.mjs [--port N]     prints "serving http://127.0.0.1:N/" once it listens
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { extname, join, resolve, sep } from 'node:path';
+import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = resolve(fileURLToPath(new URL('.', import.meta.url)));
@@ -26,6 +27,9 @@ function smokeRoutes() {
   return [
     { prefix: '/pkg/', dir: resolve(pkg) },
     { prefix: '/fixtures/', dir: join(here, '..', 'crates', 'tributary-model', 'tests', 'fixtures') },
+    ...(process.env.TRIBUTARY_MODEL_FILE
+      ? [{ prefix: '/models/', dir: resolve(dirname(process.env.TRIBUTARY_MODEL_FILE)) }]
+      : []),
     // The wallet package: its web build and its test fixtures.
     { prefix: '/verifier/', dir: join(here, '..', 'pkg') },
     { prefix: '/', dir: join(here, 'smoke') },

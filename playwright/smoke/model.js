@@ -47,7 +47,14 @@ async function main(report) {
     rows.push({ label, tokens, expected: c.greedy, pass: same(tokens, c.greedy), tokensPerSecond: tokens.length / seconds });
   }
   progress.value = 4;
-  window.modelSmoke = { generate, rows, allPassed: rows.every((r) => r.pass) };
+  // The default model (a GGUF, weights kept quantized on the GPU), loaded on request: a test
+  // passes the file name and runs teacher-forced passes over the reference's prompts.
+  let gguf = null;
+  const teacherForced = async (file, ids, at, pick) => {
+    gguf ??= await BrowserModel.loadGguf(await bytes(`./models/${file}`));
+    return await gguf.teacherForced(Uint32Array.from(ids), at, Uint32Array.from(pick));
+  };
+  window.modelSmoke = { generate, teacherForced, rows, allPassed: rows.every((r) => r.pass) };
   report.innerHTML = rows
     .map((r) => `<p class="${r.pass ? 'pass' : 'fail'}">${FIXTURE} ${r.label}: ${r.pass ? 'same 32 greedy tokens as transformers' : 'tokens differ from transformers'} ` +
       `(${r.tokensPerSecond.toFixed(1)} tokens/s)<br><code>${r.tokens.join(' ')}</code></p>`)

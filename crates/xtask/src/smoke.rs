@@ -36,10 +36,12 @@ pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
     Ok(pkg)
 }
 
-/// Node with the environment the Playwright scripts read: where the page's `pkg/` is.
+/// Node with the environment the Playwright scripts read: where the page's `pkg/` is, and the
+/// default model file (which `setup` installed) that the pages load at `/models/`.
 pub fn node(root: &Path, pkg: &Path) -> Command {
     let mut node = Command::new("node");
     node.current_dir(root.join("playwright"))
-        .env("TRIBUTARY_SMOKE_PKG", pkg);
+        .env("TRIBUTARY_SMOKE_PKG", pkg)
+        .env("TRIBUTARY_MODEL_FILE", tributary_models::DEFAULT.path());
     node
 }

@@ -4,11 +4,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use burn::backend::Wgpu;
+use burn::tensor::{Int, Tensor, TensorData};
 use js_sys::{Promise, Uint32Array};
+use tributary_gguf::Gguf;
 use tributary_model::{
-    Adapter, AdapterWeights, Model, ModelConfig, SamplingParams, WeightFiles, generate,
+    Adapter, AdapterWeights, Adapters, Model, ModelConfig, SamplingParams, WeightFiles, generate,
 };
 use wasm_bindgen::prelude::*;
 
@@ -46,6 +49,70 @@ impl BrowserModel {
                 model,
                 adapters: RefCell::new(HashMap::new()),
             }),
+        })
+    }
+
+    /// From the bytes of a GGUF file: its weights stay in their block formats in GPU buffers and
+    /// the WGSL kernels of tributary-quant dequantize them inside each product.
+    #[wasm_bindgen(js_name = loadGguf)]
+    pub async fn load_gguf(bytes: Vec<u8>) -> Result<BrowserModel, JsError> {
+        let device = device().await;
+        let gguf = Arc::new(Gguf::parse(bytes)?);
+        let model = Model::from_gguf(gguf, &device)?;
+        Ok(BrowserModel {
+            inner: Rc::new(Loaded {
+                model,
+                adapters: RefCell::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// One forward pass over `ids` (teacher forcing: a prompt followed by reference tokens).
+    /// Resolves to `{argmax, logits}`: the most likely next token at every position, and the
+    /// logits of position `at` for the token ids `pick`, so a test reads back a few values, not
+    /// the whole vocabulary at every position.
+    #[wasm_bindgen(js_name = teacherForced)]
+    pub fn teacher_forced(&self, ids: Vec<u32>, at: usize, pick: Vec<u32>) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let model = &inner.model;
+            let n = ids.len();
+            if at >= n {
+                return Err(JsError::new(&format!("position {at} of {n} tokens")).into());
+            }
+            let data: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+            let tokens =
+                Tensor::<Wgpu, 2, Int>::from_data(TensorData::new(data, [1, n]), model.device());
+            let logits = model
+                .forward(tokens, &mut model.new_cache(), Adapters::None)
+                .map_err(|e| JsError::new(&e.to_string()))?;
+            let vocab = model.config.vocab_size;
+            let readback = |e: String| JsError::new(&format!("reading logits back: {e}"));
+            let argmax = logits
+                .clone()
+                .argmax(2)
+                .into_data_async()
+                .await
+                .map_err(|e| readback(format!("{e:?}")))?
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .map_err(|e| readback(format!("{e:?}")))?;
+            let row = logits
+                .slice([0..1, at..at + 1, 0..vocab])
+                .into_data_async()
+                .await
+                .map_err(|e| readback(format!("{e:?}")))?
+                .to_vec::<f32>()
+                .map_err(|e| readback(format!("{e:?}")))?;
+            let picked = pick
+                .iter()
+                .map(|&t| row.get(t as usize).copied().unwrap_or(f32::NAN))
+                .collect::<Vec<f32>>();
+            let argmax: Vec<u32> = argmax.into_iter().map(|t| t as u32).collect();
+            Ok(serde_wasm_bindgen::to_value(&TeacherForced {
+                argmax,
+                logits: picked,
+            })?)
         })
     }
 
@@ -89,4 +156,10 @@ impl BrowserModel {
             Ok(Uint32Array::from(out.tokens.as_slice()).into())
         })
     }
+}
+
+#[derive(serde::Serialize)]
+struct TeacherForced {
+    argmax: Vec<u32>,
+    logits: Vec<f32>,
 }
