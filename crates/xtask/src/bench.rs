@@ -1,6 +1,6 @@
 //! `cargo xtask bench model|sgmv|serve|verify|attribution|web|edge`: reports, not tests. Figures are medians of a few runs and are
 //! quoted as ratios measured in one run, since these machines are shared and noisy. `model` runs
-//! each engine in its own process on the same random checkpoint; `sgmv` times the SGMV scenarios
+//! each engine in its own process on the embedded default model, at 1 and 2 threads; `sgmv` times the SGMV scenarios
 //! of `tributary_bench::sgmv` on lavapipe (or, with `--adapter-from-env`, on whatever wgpu adapter
 //! `WGPU_ADAPTER_NAME` / `WGPU_BACKEND` select).
 
@@ -397,52 +397,142 @@ fn web(root: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The thread counts the model bench compares engines at (the issue's 1 and 2; CI's machine has
+/// two cores).
+const MODEL_THREADS: [usize; 2] = [1, 2];
+
 fn model(root: &Path) -> Result<ExitCode> {
     let ws = Workspace::read(root)?;
+    crate::setup::model(&tributary_models::DEFAULT)?;
+    let gguf = tributary_models::DEFAULT.path();
     let bin = build_bench(root, &ws, "bench-model")?;
-    let dir = checkpoint(root, &ws)?;
     let icd = cmd::lavapipe_icd()?;
-    let mut results = Vec::new();
-    for (engine, reps) in [("ours-cpu", "3"), ("candle", "3"), ("ours-wgpu", "2")] {
-        println!("bench: {engine}");
-        let mut command = Command::new(&bin);
-        command
-            .args(["--engine", engine, "--reps", reps, "--dir"])
-            .arg(&dir)
-            .env("VK_ICD_FILENAMES", &icd);
-        let line = run_json(&mut command, engine)?;
-        results.push((engine, line));
+    let llama_cpp = llama_cpp_python(root);
+    let mut results: Vec<(String, usize, Value)> = Vec::new();
+    for threads in MODEL_THREADS {
+        for (engine, reps) in [("ours-cpu", "3"), ("candle", "3")] {
+            println!("bench: {engine}, {threads} thread(s)");
+            let mut command = Command::new(&bin);
+            command
+                .args(["--engine", engine, "--reps", reps, "--model"])
+                .arg(&gguf)
+                .env("RAYON_NUM_THREADS", threads.to_string());
+            results.push((engine.into(), threads, run_json(&mut command, engine)?));
+        }
+        match &llama_cpp {
+            Ok(python) => {
+                println!("bench: llama.cpp, {threads} thread(s)");
+                let mut command = Command::new(python);
+                command
+                    .arg(root.join(LLAMA_CPP).join("bench.py"))
+                    .arg("--model")
+                    .arg(&gguf)
+                    .args(["--threads", &threads.to_string()]);
+                results.push((
+                    "llama.cpp".into(),
+                    threads,
+                    run_json(&mut command, "llama.cpp")?,
+                ));
+            }
+            Err(err) if threads == MODEL_THREADS[0] => {
+                println!("bench: llama.cpp skipped: {err:#}");
+            }
+            Err(_) => {}
+        }
     }
-    let get = |engine: &str, key: &str| {
+    println!("bench: ours-wgpu on lavapipe");
+    let mut command = Command::new(&bin);
+    command
+        .args(["--engine", "ours-wgpu", "--reps", "2", "--model"])
+        .arg(&gguf)
+        .env("VK_ICD_FILENAMES", &icd);
+    results.push((
+        "ours-wgpu (lavapipe)".into(),
+        0,
+        run_json(&mut command, "ours-wgpu")?,
+    ));
+
+    let get = |engine: &str, threads: usize, key: &str| {
         results
             .iter()
-            .find(|(e, _)| *e == engine)
-            .and_then(|(_, v)| v[key].as_f64())
+            .find(|(e, t, _)| e == engine && *t == threads)
+            .and_then(|(_, _, v)| v[key].as_f64())
             .unwrap_or(f64::NAN)
     };
     println!(
-        "\nmodel: Llama, 6 layers, hidden 512, GQA 8/4 heads, vocab 8192, f32, random weights"
+        "\nmodel: SmolLM2-135M-Instruct, Q4_1 GGUF ({})",
+        gguf.display()
     );
     println!("prefill 128 tokens, then 64 greedy decode steps; medians\n");
-    println!("| engine | prefill tok/s | decode tok/s | peak RSS MiB |");
-    println!("|---|---|---|---|");
-    for (engine, _) in &results {
+    println!("| engine | threads | prefill tok/s | decode tok/s | peak RSS MiB |");
+    println!("|---|---:|---:|---:|---:|");
+    for (engine, threads, _) in &results {
+        let threads_col = if *threads == 0 {
+            "-".to_owned()
+        } else {
+            threads.to_string()
+        };
         println!(
-            "| {engine} | {:.1} | {:.1} | {:.0} |",
-            get(engine, "prefill_tokens_per_s"),
-            get(engine, "decode_tokens_per_s"),
-            get(engine, "peak_rss_mib")
+            "| {engine} | {threads_col} | {:.1} | {:.1} | {:.0} |",
+            get(engine, *threads, "prefill_tokens_per_s"),
+            get(engine, *threads, "decode_tokens_per_s"),
+            get(engine, *threads, "peak_rss_mib")
         );
     }
-    println!(
-        "\nours/candle on CPU: prefill {:.2}x, decode {:.2}x (goal: >= 1.0x)",
-        get("ours-cpu", "prefill_tokens_per_s") / get("candle", "prefill_tokens_per_s"),
-        get("ours-cpu", "decode_tokens_per_s") / get("candle", "decode_tokens_per_s"),
-    );
-    println!(
-        "ours on lavapipe / ours on CPU: prefill {:.2}x, decode {:.2}x",
-        get("ours-wgpu", "prefill_tokens_per_s") / get("ours-cpu", "prefill_tokens_per_s"),
-        get("ours-wgpu", "decode_tokens_per_s") / get("ours-cpu", "decode_tokens_per_s"),
-    );
+    println!();
+    for threads in MODEL_THREADS {
+        let ratio =
+            |other: &str, key: &str| get("ours-cpu", threads, key) / get(other, threads, key);
+        println!(
+            "{threads} thread(s): ours/candle prefill {:.2}x, decode {:.2}x (goal >= 1.0x); \
+             ours/llama.cpp prefill {:.2}x, decode {:.2}x (goal >= 0.8x)",
+            ratio("candle", "prefill_tokens_per_s"),
+            ratio("candle", "decode_tokens_per_s"),
+            ratio("llama.cpp", "prefill_tokens_per_s"),
+            ratio("llama.cpp", "decode_tokens_per_s"),
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// llama-cpp-python's requirements and the bench script.
+const LLAMA_CPP: &str = "crates/tributary-bench/llama_cpp";
+
+/// The Python of a virtual environment with llama-cpp-python at the pinned version, creating it
+/// the first time: pip compiles llama.cpp from source (PyPI has no wheel of it), about 20
+/// minutes on two cores. An error (no network, no compiler) skips llama.cpp with its reason.
+fn llama_cpp_python(root: &Path) -> Result<std::path::PathBuf> {
+    let venv = std::env::var_os("TRIBUTARY_LLAMA_CPP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+            Path::new(&home).join(".cache/tributary/llama-cpp")
+        });
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("creating the llama.cpp virtual environment (Debian: python3-venv)")?;
+    }
+    let requirements = root.join(LLAMA_CPP).join("requirements.txt");
+    if cmd::probe(Command::new(&python).args(["-c", "import llama_cpp"])).is_none() {
+        println!(
+            "bench: building llama.cpp (llama-cpp-python from PyPI) into {}: about 20 minutes \
+             on two cores, once",
+            venv.display()
+        );
+    }
+    // pip skips what is already installed at the pinned version.
+    cmd::run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(&requirements)
+            .env(
+                "CMAKE_BUILD_PARALLEL_LEVEL",
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .to_string(),
+            ),
+    )
+    .context("installing llama-cpp-python")?;
+    Ok(python)
 }
