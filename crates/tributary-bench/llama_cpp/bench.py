@@ -12,6 +12,7 @@ import resource
 import statistics
 import time
 
+import llama_cpp
 import numpy as np
 from llama_cpp import Llama
 
@@ -37,7 +38,10 @@ def main():
     prompt = [(i * 7919 + 17) % vocab for i in range(a.prefill)]
 
     def last_argmax():
-        return int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        # Without logits_all, llama-cpp-python keeps no copy of the logits: read llama.cpp's own
+        # buffer for the last position of the last batch, as its sampler does.
+        logits = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return int(np.argmax(np.ctypeslib.as_array(logits, shape=(vocab,))))
 
     def run(prefill_ids, steps):
         llm.reset()
