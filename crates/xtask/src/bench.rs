@@ -1,7 +1,8 @@
-//! `cargo xtask bench model|sgmv|serve|verify|attribution|web|edge`: reports, not tests. Figures are medians of a few runs and are
-//! quoted as ratios measured in one run, since these machines are shared and noisy. `model` runs
-//! each engine in its own process on the embedded default model, at 1 and 2 threads; `sgmv` times the SGMV scenarios
-//! of `tributary_bench::sgmv` on lavapipe (or, with `--adapter-from-env`, on whatever wgpu adapter
+//! `cargo xtask bench model|sgmv|serve|verify|attribution|web|edge`: reports, not tests.
+//! Figures are medians of a few runs and are quoted as ratios measured in one run, since these
+//! machines are shared and noisy. `model` runs each engine in its own process on the embedded
+//! default model, at 1 and 2 threads; `sgmv` times the SGMV scenarios of
+//! `tributary_bench::sgmv` on lavapipe (or, with `--adapter-from-env`, on whatever wgpu adapter
 //! `WGPU_ADAPTER_NAME` / `WGPU_BACKEND` select).
 
 use std::path::Path;
@@ -520,37 +521,17 @@ const LLAMA_CPP: &str = "crates/tributary-bench/llama_cpp";
 /// the first time: pip compiles llama.cpp from source (PyPI has no wheel of it), about 20
 /// minutes on two cores. An error (no network, no compiler) skips llama.cpp with its reason.
 fn llama_cpp_python(root: &Path) -> Result<std::path::PathBuf> {
-    let venv = std::env::var_os("TRIBUTARY_LLAMA_CPP")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-            Path::new(&home).join(".cache/tributary/llama-cpp")
-        });
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            .context("creating the llama.cpp virtual environment (Debian: python3-venv)")?;
-    }
-    let requirements = root.join(LLAMA_CPP).join("requirements.txt");
-    if cmd::probe(Command::new(&python).args(["-c", "import llama_cpp"])).is_none() {
-        println!(
-            "bench: building llama.cpp (llama-cpp-python from PyPI) into {}: about 20 minutes \
-             on two cores, once",
-            venv.display()
-        );
-    }
-    // pip skips what is already installed at the pinned version.
-    cmd::run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(&requirements)
-            .env(
-                "CMAKE_BUILD_PARALLEL_LEVEL",
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .to_string(),
-            ),
+    println!(
+        "bench: llama.cpp (llama-cpp-python from PyPI): the first time, pip compiles it, about 20 \
+         minutes on two cores"
+    );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cmd::python_venv(
+        "TRIBUTARY_LLAMA_CPP",
+        "llama-cpp",
+        &root.join(LLAMA_CPP).join("requirements.txt"),
+        |pip| {
+            pip.env("CMAKE_BUILD_PARALLEL_LEVEL", threads.to_string());
+        },
     )
-    .context("installing llama-cpp-python")?;
-    Ok(python)
 }

@@ -108,6 +108,34 @@ pub fn install_bin_dir() -> PathBuf {
         .join("bin")
 }
 
+/// A Python virtual environment for one of xtask's Python jobs: `$<env>` when set, else
+/// `~/.cache/tributary/<name>`; created the first time, then `requirements` installed into it
+/// (pip skips what is already there at the pinned version, so this is cheap when current).
+/// `configure` adds what the install needs (e.g. build parallelism). Returns its `python`.
+pub fn python_venv(
+    env: &str,
+    name: &str,
+    requirements: &Path,
+    configure: impl FnOnce(&mut Command),
+) -> Result<PathBuf> {
+    let venv = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+        Path::new(&home).join(".cache/tributary").join(name)
+    });
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        println!("creating the virtual environment {}", venv.display());
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("could not create a Python virtual environment (Debian: python3-venv)")?;
+    }
+    let mut pip = Command::new(&python);
+    pip.args(["-m", "pip", "install", "-q", "-r"])
+        .arg(requirements);
+    configure(&mut pip);
+    run(&mut pip).with_context(|| format!("installing {}", requirements.display()))?;
+    Ok(python)
+}
+
 /// A tool in [`install_bin_dir`], so a freshly installed tool is found even when that directory
 /// is not on PATH.
 pub fn cargo_bin(tool: &str) -> PathBuf {

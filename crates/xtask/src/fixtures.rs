@@ -4,23 +4,14 @@
 //! committed, and the Python stack is large (torch), so it lives in a virtual environment outside
 //! the repo.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cmd;
 
 const REFERENCE: &str = "crates/tributary-model/reference";
-
-fn venv_dir() -> PathBuf {
-    std::env::var_os("TRIBUTARY_PYREF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-            Path::new(&home).join(".cache/tributary/pyref")
-        })
-}
 
 /// Which fixtures to regenerate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,24 +25,13 @@ pub enum Which {
 }
 
 pub fn run(root: &Path, which: Which) -> Result<ExitCode> {
-    let venv = venv_dir();
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        println!(
-            "fixtures: creating the virtual environment {}",
-            venv.display()
-        );
-        cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            .context("could not create the Python virtual environment (Debian: python3-venv)")?;
-    }
-    let requirements = root.join(REFERENCE).join("requirements.txt");
-    // pip skips what is already installed at the pinned version, so this is cheap when current.
-    cmd::run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(&requirements),
-    )
-    .context("could not install the pinned reference packages")?;
+    // TRIBUTARY_PYREF moves it; torch brings about 5 GB of CUDA libraries.
+    let python = cmd::python_venv(
+        "TRIBUTARY_PYREF",
+        "pyref",
+        &root.join(REFERENCE).join("requirements.txt"),
+        |_| {},
+    )?;
     if matches!(which, Which::Toy | Which::All) {
         toy(root, &python)?;
     }
