@@ -28,14 +28,14 @@ fn dir(root: &Path) -> PathBuf {
 /// fails past the size goal so a dependency that bloats the worker is caught by `test`.
 pub fn build(root: &Path, ws: &Workspace) -> Result<(u64, u64)> {
     let edge = dir(root);
-    let mut worker_build = Command::new(cmd::cargo_bin("worker-build"));
+    let mut worker_build = Command::new(crate::setup::tool(Tool::WorkerBuild)?);
     cmd::lint_builds(&mut worker_build);
     cmd::run(
         worker_build
             .current_dir(&edge)
             .arg("--release")
             .env("ESBUILD_BIN", edge.join("node_modules/.bin/esbuild"))
-            .env("WASM_BINDGEN_BIN", cmd::cargo_bin("wasm-bindgen"))
+            .env("WASM_BINDGEN_BIN", crate::setup::tool(Tool::WasmBindgen)?)
             .env("CARGO_TARGET_DIR", &ws.target_dir),
     )
     .context("building the edge worker with worker-build")?;

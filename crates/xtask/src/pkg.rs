@@ -15,13 +15,14 @@ pub const CRATE: &str = "tributary-verifier";
 /// Builds the release wasm and binds it into pkg/web and pkg/node.
 pub fn build(root: &Path, ws: &Workspace) -> Result<()> {
     let wasm = cmd::build_wasm_release(root, ws, CRATE, None)?;
+    let bindgen = crate::setup::tool(crate::setup::Tool::WasmBindgen)?;
     for (target, dir) in [("web", "web"), ("experimental-nodejs-module", "node")] {
         let out = root.join("pkg").join(dir);
         if out.exists() {
             std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
         }
         cmd::run(
-            Command::new(cmd::cargo_bin("wasm-bindgen"))
+            Command::new(&bindgen)
                 .args(["--target", target, "--out-dir"])
                 .arg(&out)
                 .arg(&wasm),

