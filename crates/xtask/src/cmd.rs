@@ -309,8 +309,8 @@ pub fn build_wasm_release(
 /// tab's heavy work runs in WGSL on the GPU, and burn's and cubecl's generic code at level 3 was
 /// the longest single build of a cold `cargo xtask test` (8–11 min on two cores). Every build of
 /// it, in `test` and `demo` alike, goes through here so that they share one set of compiled
-/// crates. The edge worker and the wallet verifier keep level 3: the worker's CPU inference is
-/// what Workers bill and limit, and the verifier builds in under a minute.
+/// crates. The wallet verifier keeps level 3 (it builds in under a minute); the edge worker is
+/// built at this level for the tests and at 3 to deploy (see `edge::Profile`).
 pub const WEB_PACKAGE: &str = "tributary-web";
 
 /// Sets the release profile's opt-level for a build of [`WEB_PACKAGE`] (see there).

@@ -24,12 +24,28 @@ fn dir(root: &Path) -> PathBuf {
     root.join("edge-worker")
 }
 
+/// How the worker is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// What `wrangler deploy` ships and the bench measures: opt-level 3, since the worker's CPU
+    /// inference is what Workers bill and limit.
+    Deploy,
+    /// The test suites': opt-level 1, the tab's level ([`cmd::web_release_profile`]), so the
+    /// dependencies it shares with the tab's build (serde, tokenizers, minijinja, alloy's
+    /// pieces, …) compile once. The Miniflare tests check behaviour, not speed; at level 3 the
+    /// worker was a separate 4:18 min build of a cold run, at level 1 after the tab's 2:33.
+    Test,
+}
+
 /// `worker-build --release`; returns (raw, gzipped) bytes of the bundle (JS glue + wasm), and
 /// fails past the size goal so a dependency that bloats the worker is caught by `test`.
-pub fn build(root: &Path, ws: &Workspace) -> Result<(u64, u64)> {
+pub fn build(root: &Path, ws: &Workspace, profile: Profile) -> Result<(u64, u64)> {
     let edge = dir(root);
     let mut worker_build = Command::new(crate::setup::tool(Tool::WorkerBuild)?);
     cmd::lint_builds(&mut worker_build);
+    if profile == Profile::Test {
+        cmd::web_release_profile(&mut worker_build);
+    }
     cmd::run(
         worker_build
             .current_dir(&edge)
@@ -80,7 +96,7 @@ fn gzip_len(bytes: &[u8]) -> Result<u64> {
 
 /// The test suite: build, then the Miniflare tests.
 pub fn test(root: &Path, ws: &Workspace) -> Result<()> {
-    timing::step("build (worker-build)", || build(root, ws))?;
+    timing::step("build (worker-build)", || build(root, ws, Profile::Test))?;
     timing::step("Miniflare tests", || {
         cmd::run(
             Command::new("node")
@@ -92,7 +108,7 @@ pub fn test(root: &Path, ws: &Workspace) -> Result<()> {
 
 /// `cargo xtask bench edge`: build, then edge-worker/bench.mjs.
 pub fn bench(root: &Path, ws: &Workspace) -> Result<()> {
-    let (raw, gz) = build(root, ws)?;
+    let (raw, gz) = build(root, ws, Profile::Deploy)?;
     cmd::run(
         Command::new("node")
             .arg("bench.mjs")
@@ -106,6 +122,6 @@ pub fn bench(root: &Path, ws: &Workspace) -> Result<()> {
 pub fn run(root: &Path) -> Result<std::process::ExitCode> {
     crate::setup::install(root, &[Tool::WasmBindgen, Tool::WorkerBuild])?;
     let ws = Workspace::read(root)?;
-    build(root, &ws)?;
+    build(root, &ws, Profile::Deploy)?;
     Ok(std::process::ExitCode::SUCCESS)
 }

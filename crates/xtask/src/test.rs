@@ -212,7 +212,7 @@ fn wasm32(root: &Path, ws: &Workspace) -> Result<()> {
     })?;
     timing::step("app (trunk)", || crate::web::build(root, ws).map(drop))?;
     timing::step("edge worker (worker-build)", || {
-        crate::edge::build(root, ws).map(drop)
+        crate::edge::build(root, ws, crate::edge::Profile::Test).map(drop)
     })?;
     let rest = cmd::wasm_crates_outside(
         root,
