@@ -56,6 +56,9 @@ impl Tool {
     }
 }
 
+/// The tools `cargo install` builds from source (the rest come prebuilt).
+const FROM_SOURCE: [Tool; 3] = [Tool::WasmBindgen, Tool::Trunk, Tool::WorkerBuild];
+
 /// What `cargo xtask setup` and `cargo xtask test` install.
 pub const ALL_TOOLS: &[Tool] = &[
     Tool::WasmBindgen,
@@ -92,7 +95,9 @@ pub fn install(root: &Path, tools: &[Tool]) -> Result<()> {
         for &tool in tools {
             match cargo_tool_of(root, tool)? {
                 Some(spec) => timing::step(spec.label(), || {
-                    if !spec.present() {
+                    if spec.present() {
+                        println!("setup: {}: present", spec.label());
+                    } else {
                         cmd::run(&mut spec.install_command())
                             .with_context(|| format!("could not install {}", spec.label()))?;
                     }
@@ -132,7 +137,7 @@ fn cargo_tool_of(root: &Path, tool: Tool) -> Result<Option<CargoTool>> {
 pub fn install_for_test(root: &Path) -> Result<()> {
     install(root, &[Tool::CargoFuzz])?;
     let mut missing = Vec::new();
-    for tool in [Tool::WasmBindgen, Tool::Trunk, Tool::WorkerBuild] {
+    for tool in FROM_SOURCE {
         let spec = cargo_tool_of(root, tool)?.context("a cargo tool")?;
         if spec.present() {
             println!("setup: {}: present", spec.label());
@@ -214,7 +219,7 @@ pub fn tool(tool: Tool) -> Result<PathBuf> {
 
 /// Waits for every background build, so a run never ends with `cargo install` still going.
 pub fn finish_background() -> Result<()> {
-    for t in [Tool::WasmBindgen, Tool::Trunk, Tool::WorkerBuild] {
+    for t in FROM_SOURCE {
         tool(t)?;
     }
     Ok(())
