@@ -95,6 +95,12 @@ mod tests {
         let inner = table.find("| · inner ok |").expect("inner row");
         let bad = table.find("| · inner bad (failed) |").expect("failed row");
         assert!(outer < inner && inner < bad, "{table}");
+        record("elsewhere", 61.0, true);
+        let after = super::table();
+        let elsewhere = after
+            .find("| elsewhere | 1:01 min |")
+            .expect("recorded row");
+        assert!(elsewhere > after.find("| · inner bad").unwrap(), "{after}");
         assert_eq!(human(75.0), "1:15 min");
         assert_eq!(human(7.24), "7.2 s");
     }
